@@ -1,0 +1,83 @@
+"""Checkpoints with orbax: the train state, the data iterator's state and the config.
+
+orbax writes each step into a temporary directory and renames it when complete,
+so an interrupted save never leaves a half-written checkpoint that a later run
+would pick up. Runs resume automatically from the newest step in the workdir.
+"""
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+from jssl.data import pipeline
+
+# Fields that fix the shapes of the saved state: a checkpoint written with other
+# values cannot be restored into this config.
+_SHAPE_FIELDS = ("method", "model", "data.source", "data.name", "data.image_size")
+
+
+def _get(d: dict, dotted: str):
+  for part in dotted.split("."):
+    if not isinstance(d, dict) or part not in d:
+      return None
+    d = d[part]
+  return d
+
+
+class Checkpointer:
+  """Saves and restores {state, data iterator, config} under workdir/checkpoints."""
+
+  def __init__(self, workdir: str, *, keep: int):
+    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: dict, data_iterator, config) -> None:
+    if step in self._manager.all_steps():
+      return
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=pipeline.save_args(data_iterator),
+        config=ocp.args.JsonSave(config.to_dict())))
+    self._manager.wait_until_finished()
+
+  def saved_config(self, step: int) -> dict:
+    try:
+      return self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+    except Exception as e:  # orbax raises several types for unreadable files
+      raise ValueError(f"The checkpoint at {self.directory}/{step} is corrupt or unreadable "
+                       f"({type(e).__name__}); delete it or use a new --workdir.") from e
+
+  def check_compatible(self, step: int, config) -> None:
+    """Raises one sentence naming the fields that differ from the checkpoint's config."""
+    saved, current = self.saved_config(step), config.to_dict()
+    diffs = [f for f in _SHAPE_FIELDS if _get(saved, f) != _get(current, f)]
+    method = current.get("method")
+    if _get(saved, "method") == method and _get(saved, method) != current.get(method):
+      diffs.append(method)
+    if diffs:
+      shown = ", ".join(f"{f}={_get(saved, f)!r} (config has {_get(current, f)!r})" for f in diffs)
+      raise ValueError(f"The checkpoint in {self.directory} is incompatible with this config: it was "
+                       f"written with {shown}; use a new --workdir or the checkpoint's config.")
+
+  def restore(self, step: int, abstract_state, data_iterator) -> dict:
+    """Restores into `abstract_state` (ShapeDtypeStructs carrying shardings) and the iterator."""
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state),
+          data=pipeline.restore_args(data_iterator)))
+    except Exception as e:
+      raise ValueError(f"The checkpoint at {self.directory}/{step} could not be restored into this config "
+                       f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+                       f"use a new --workdir.") from e
+    return restored["state"]
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def abstract_with_shardings(abstract_state, shardings):
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings)

@@ -1,0 +1,107 @@
+"""The base configuration every recipe in `configs/` starts from, and its checks.
+
+A recipe calls `base(method=..., ...)`, overrides fields and returns the
+ConfigDict. `validate` runs before anything is compiled and raises one clear
+sentence naming the bad field.
+"""
+import importlib
+
+import ml_collections
+
+from jssl.data import multicrop, sources
+
+
+def base(method: str, *, data_source: str = "fashion_mnist", aug_recipe: str | None = None,
+         global_size: int = 28, local_size: int = 0, num_local: int = 0, channels: int = 1,
+         small_images: bool = True) -> ml_collections.ConfigDict:
+  """Defaults shared by all recipes; `config.<method>` holds the method's own fields."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.method = method
+  c[method] = importlib.import_module(f"jssl.methods.{method}").default_config()
+
+  c.data = sources.data_config(data_source)
+  c.aug = multicrop.aug_config(aug_recipe or method, global_size=global_size, local_size=local_size,
+                               num_local=num_local, channels=channels, small_images=small_images)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "resnet"
+  c.model.variant = "resnet18"
+  c.model.small_stem = small_images
+  c.model.dtype = "float32"   # compute dtype; parameters and optimizer state stay float32
+
+  c.batch_size = 256          # global batch, split over all devices
+  c.num_epochs = 100
+  c.total_steps = -1          # > 0 overrides num_epochs
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "lars"       # lars | adamw | sgd
+  c.optim.lr = 0.2            # base learning rate for a batch of 256 (scaled linearly)
+  c.optim.min_lr = 0.0
+  c.optim.warmup_epochs = 10.0
+  c.optim.weight_decay = 1.5e-6
+  c.optim.weight_decay_end = -1.0   # >= 0: cosine schedule from weight_decay to this value
+  c.optim.momentum = 0.9
+  c.optim.b2 = 0.999
+  c.optim.clip_grad = 0.0     # > 0: clip the global gradient norm
+  c.optim.frozen = ""         # regex over parameter paths frozen for freeze_epochs
+  c.optim.freeze_epochs = 0.0
+
+  c.ema = ml_collections.ConfigDict()
+  c.ema.base = 0.99           # teacher momentum at step 0, cosine to `end`
+  c.ema.end = 1.0
+
+  c.probe = ml_collections.ConfigDict()
+  c.probe.enabled = True      # online linear probe on stop-gradient features
+  c.probe.lr = 1e-3
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every_steps = 0      # 0: only at the end of training
+  c.eval.network = "student"  # which encoder the k-NN monitor reads: student | teacher
+  c.eval.knn_k = 20
+  c.eval.knn_temperature = 0.07
+  c.eval.train_examples = -1  # -1: whole train split as the k-NN bank
+  c.eval.test_examples = -1
+  c.eval.batch_size = 512
+  c.eval.at_init = False      # also report the k-NN accuracy of the untrained encoder
+
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 2
+  c.num_devices = -1          # -1: all devices
+  return c
+
+
+def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> dict:
+  """Checks values that would otherwise fail late or silently; returns dataset info."""
+  try:
+    importlib.import_module(f"jssl.methods.{config.method}")
+  except ModuleNotFoundError:
+    raise ValueError(f"method={config.method!r} is not a jssl method (no module jssl.methods.{config.method}).") from None
+  try:
+    importlib.import_module(f"jssl.models.{config.model.name}")
+  except ModuleNotFoundError:
+    raise ValueError(f"model.name={config.model.name!r} is not a jssl model (no module jssl.models.{config.model.name}).") from None
+  if config.batch_size <= 0 or config.batch_size % num_devices:
+    raise ValueError(f"batch_size={config.batch_size} must be a positive multiple of the {num_devices} devices.")
+  if config.optim.name not in ("lars", "adamw", "sgd"):
+    raise ValueError(f"optim.name={config.optim.name!r} must be one of lars, adamw, sgd.")
+  if config.model.dtype not in ("float32", "bfloat16"):
+    raise ValueError(f"model.dtype={config.model.dtype!r} must be float32 or bfloat16.")
+  if config.eval.network not in ("student", "teacher"):
+    raise ValueError(f"eval.network={config.eval.network!r} must be student or teacher.")
+  info = sources.dataset_info(config.data)
+  multicrop.validate(config.aug, tuple(info["image_shape"]))
+  if total_steps(config, info["num_train"]) <= 0:
+    raise ValueError("total_steps and num_epochs give no training steps; set one of them > 0.")
+  return info
+
+
+def steps_per_epoch(config, num_train: int) -> int:
+  return max(1, num_train // config.batch_size)
+
+
+def total_steps(config, num_train: int) -> int:
+  if config.total_steps > 0:
+    return int(config.total_steps)
+  return int(config.num_epochs * steps_per_epoch(config, num_train))

@@ -1,0 +1,96 @@
+"""DINO (Caron et al., 2021): self-distillation with no labels.
+
+The student sees every view (global and local crops), the EMA teacher only the
+global ones; the loss is the cross-entropy between the teacher's centred,
+sharpened distribution and the student's, over pairs of different views
+(averaged over pairs, as in the official code). The center is method state,
+updated after the loss from all teacher outputs of the global batch.
+Defaults (METHODS.md): head 3 layers, 2048 hidden, 256 bottleneck, 65536
+prototypes, weight-normalised last layer frozen for the first epoch (set by
+the recipes through optim.frozen / optim.freeze_epochs), student T 0.1,
+teacher T 0.04 with optional linear warm-up, center momentum 0.9.
+"""
+import ml_collections
+from flax import nnx
+import jax
+import jax.numpy as jnp
+
+from jssl.losses.dino import dino_loss, update_center
+from jssl.models import heads
+from jssl.methods import common
+
+
+def default_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.out_dim = 65536
+  c.hidden_dim = 2048
+  c.bottleneck_dim = 256
+  c.num_layers = 3
+  c.norm_last_layer = True
+  c.head_batchnorm = False
+  c.student_temp = 0.1
+  c.teacher_temp = 0.04
+  c.warmup_teacher_temp = 0.04
+  c.warmup_teacher_temp_epochs = 0.0
+  c.center_momentum = 0.9
+  return c
+
+
+class Net(nnx.Module):
+
+  def __init__(self, encoder, head):
+    self.encoder, self.head = encoder, head
+
+  def __call__(self, x, *, train, rng=None):
+    """x: [V, B, S, S, C] -> (logits [V, B, K], features [V, B, D]).
+
+    `rng` drives stochastic depth; the teacher is called without one.
+    """
+    v, b = x.shape[:2]
+    feats, _ = self.encoder(x.reshape((v * b,) + x.shape[2:]), train=train, rng=rng)
+    logits = self.head(feats, train=train)
+    return logits.reshape(v, b, -1), feats.reshape(v, b, -1)
+
+
+def build(config, *, in_channels: int, rngs: nnx.Rngs):
+  c = config.dino
+  encoder = common.create_encoder(config, in_channels=in_channels, rngs=rngs)
+  head = heads.DINOHead(encoder.out_dim, c.out_dim, c.hidden_dim, c.bottleneck_dim, c.num_layers,
+                        norm_last_layer=c.norm_last_layer, batchnorm=c.head_batchnorm,
+                        dtype=config.model.dtype, rngs=rngs)
+  student = Net(encoder, head)
+  return student, nnx.clone(student)
+
+
+def init_state(config) -> dict:
+  return {"center": jnp.zeros((config.dino.out_dim,), jnp.float32)}
+
+
+def teacher_temperature(config, ctx: common.StepContext) -> jax.Array:
+  """Linear warm-up from warmup_teacher_temp to teacher_temp, then constant."""
+  c = config.dino
+  warm = c.warmup_teacher_temp_epochs * ctx.steps_per_epoch
+  if warm <= 0:
+    return jnp.asarray(c.teacher_temp, jnp.float32)
+  frac = jnp.minimum(ctx.step / warm, 1.0)
+  return c.warmup_teacher_temp + frac * (c.teacher_temp - c.warmup_teacher_temp)
+
+
+def loss(student, teacher, method_state, views, *, rng, ctx, config):
+  """views: {"global": [G, B, S, S, C], "local" (optional): [L, B, s, s, C]}."""
+  c = config.dino
+  g_key, l_key = jax.random.split(rng)
+  s_logits, s_feats = student(views["global"], train=True, rng=g_key)
+  if "local" in views:
+    l_logits, _ = student(views["local"], train=True, rng=l_key)
+    s_logits = jnp.concatenate([s_logits, l_logits], axis=0)
+  t_logits, _ = teacher(views["global"], train=True)
+  t_logits = jax.lax.stop_gradient(t_logits)
+  temp = teacher_temperature(config, ctx)
+  center = method_state["center"]
+  value = dino_loss(s_logits, t_logits, center, student_temp=c.student_temp, teacher_temp=temp)
+  t_prob = jax.nn.softmax((t_logits.astype(jnp.float32) - center) / temp, axis=-1)
+  entropy = -jnp.mean(jnp.sum(t_prob * jnp.log(t_prob + 1e-12), axis=-1))
+  new_state = {"center": update_center(center, t_logits, c.center_momentum)}
+  metrics = {"dino_loss": value, "teacher_entropy": entropy, "teacher_temp": temp}
+  return value, (new_state, metrics, jax.lax.stop_gradient(s_feats[0]))

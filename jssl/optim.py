@@ -1,0 +1,94 @@
+"""Optimizers from config: warm-up + cosine learning rate, scheduled weight decay,
+no decay on norms and biases, gradient clipping and frozen parameter groups."""
+import re
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def learning_rate(config, total_steps: int, steps_per_epoch: int) -> optax.Schedule:
+  """Linear warm-up to lr x batch/256, then cosine decay to min_lr (DINO/BYOL recipe)."""
+  peak = config.optim.lr * config.batch_size / 256.0
+  warmup = int(config.optim.warmup_epochs * steps_per_epoch)
+  warmup = min(warmup, max(total_steps - 1, 0))
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=peak, warmup_steps=warmup,
+      decay_steps=max(total_steps, warmup + 1), end_value=config.optim.min_lr)
+
+
+def weight_decay(config, total_steps: int):
+  """Constant, or cosine from weight_decay to weight_decay_end (DINO: 0.04 -> 0.4)."""
+  wd, end = config.optim.weight_decay, config.optim.weight_decay_end
+  if end < 0 or end == wd:
+    return wd
+  return lambda step: end + 0.5 * (wd - end) * (1 + jnp.cos(jnp.pi * jnp.minimum(step / total_steps, 1.0)))
+
+
+def path_str(path) -> str:
+  """'encoder/stage1/conv/kernel' for a tree path of dict keys."""
+  return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+
+
+def decay_mask(params):
+  """True for weights that get weight decay: matrices and kernels, not norms or biases."""
+  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def freeze(mask, until_step: int) -> optax.GradientTransformation:
+  """Zeroes the updates of parameters where `mask` is True while step < until_step.
+
+  Used before and after the optimizer so that frozen parameters (DINO's last
+  layer in the first epoch) neither move nor take weight decay, and their
+  gradients do not enter the clipping norm.
+  """
+  def init_fn(params):
+    del params
+    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+  def update_fn(updates, state, params=None):
+    del params
+    active = state.count >= until_step
+    updates = jax.tree.map(lambda u, m: jnp.where(active | (not m), u, jnp.zeros_like(u)), updates, mask)
+    return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def frozen_mask(params, pattern: str):
+  """True for parameters whose path matches the regex `pattern`."""
+  rx = re.compile(pattern)
+  return jax.tree.map_with_path(lambda path, _: bool(pattern) and rx.search(path_str(path)) is not None, params)
+
+
+def make_optimizer(config, params, total_steps: int, steps_per_epoch: int) -> optax.GradientTransformation:
+  """The full optax chain for `params` (a dict of float32 arrays)."""
+  lr = learning_rate(config, total_steps, steps_per_epoch)
+  wd = weight_decay(config, total_steps)
+  mask = decay_mask(params)
+  o = config.optim
+  if o.name == "adamw":
+    base = optax.adamw(lr, b1=0.9, b2=o.b2, weight_decay=wd, mask=mask)
+  elif o.name == "lars":
+    base = optax.lars(lr, weight_decay=wd, weight_decay_mask=mask, trust_ratio_mask=mask, momentum=o.momentum)
+  elif o.name == "sgd":
+    base = optax.chain(optax.add_decayed_weights(wd, mask), optax.sgd(lr, momentum=o.momentum))
+  else:
+    raise ValueError(f"optim.name={o.name!r} must be one of lars, adamw, sgd.")
+  parts = []
+  if o.frozen and o.freeze_epochs > 0:
+    fmask = frozen_mask(params, o.frozen)
+    if not any(jax.tree.leaves(fmask)):
+      raise ValueError(f"optim.frozen={o.frozen!r} matches no parameter path.")
+    until = int(o.freeze_epochs * steps_per_epoch)
+    parts.append(freeze(fmask, until))
+    base = optax.chain(base, freeze(fmask, until))
+  if o.clip_grad > 0:
+    parts.append(optax.clip_by_global_norm(o.clip_grad))
+  return optax.chain(*parts, base)
+
+
+def ema_momentum(config, step: jax.Array, total_steps: int) -> jax.Array:
+  """Teacher momentum, cosine from ema.base to ema.end over training (BYOL/DINO)."""
+  frac = jnp.minimum(step / max(total_steps, 1), 1.0)
+  return config.ema.end - (config.ema.end - config.ema.base) * (jnp.cos(jnp.pi * frac) + 1) / 2

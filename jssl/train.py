@@ -1,0 +1,194 @@
+"""The one trainer: mesh -> data -> state -> step -> checkpoint -> evals -> loop.
+
+Every method plugs in through `jssl.methods.<config.method>` (build, init_state,
+loss); the trainer does augmentation, gradients, the optimizer, the EMA
+teacher, the online linear probe, the collapse monitor, logging, checkpoints
+and the k-NN monitor.
+"""
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from jssl import checkpoint, optim, sharding
+from jssl import config as config_lib
+from jssl import state as state_lib
+from jssl.data import multicrop, pipeline
+from jssl.evaluators import monitor
+from jssl.losses.byol import l2_normalize
+from jssl.methods.common import StepContext
+
+
+def probe_update(setup, params, opt_state, features, labels):
+  """One step of the online linear probe on stop-gradient features [B, D]."""
+  def loss_fn(p):
+    logits = features @ p["kernel"] + p["bias"]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), logits
+  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  updates, opt_state = setup.probe_tx.update(grads, opt_state, params)
+  acc = jnp.mean(jnp.argmax(logits, -1) == labels)
+  return optax.apply_updates(params, updates), opt_state, {"probe_loss": loss, "probe_acc": acc}
+
+
+def make_train_step(config, setup: state_lib.Setup):
+  """The pure step (state, batch) -> (state, metrics); jit it with shardings and donation."""
+  method = setup.method
+
+  def loss_fn(params, state, views, rng):
+    student = setup.student(params, state["batch_stats"])
+    teacher = setup.teacher(state["teacher_params"], state["teacher_stats"])
+    ctx = StepContext(state["step"], setup.steps_per_epoch, setup.total_steps)
+    loss, (method_state, metrics, feats) = method.loss(
+        student, teacher, state["method_state"], views, rng=rng, ctx=ctx, config=config)
+    aux = (method_state, metrics, feats, state_lib.batch_stats(student), state_lib.batch_stats(teacher))
+    return loss, aux
+
+  def train_step(state, batch):
+    step = state["step"]
+    aug_key, loss_key = jax.random.split(jax.random.fold_in(state["rng"], step))
+    views = multicrop.make_views(aug_key, batch["image"], config.aug)
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], state, views, loss_key)
+    method_state, metrics, feats, stats, t_stats = aux
+    updates, opt_state = setup.tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    momentum = optim.ema_momentum(config, step, setup.total_steps)
+    teacher_params = state_lib.ema_update(params, state["teacher_params"], momentum)
+    feats = jax.lax.stop_gradient(feats.astype(jnp.float32))
+    new_state = dict(state, step=step + 1, params=params, batch_stats=stats, opt_state=opt_state,
+                     teacher_params=teacher_params, teacher_stats=t_stats, method_state=method_state)
+    if config.probe.enabled:
+      probe_params, probe_opt, probe_metrics = probe_update(
+          setup, state["probe_params"], state["probe_opt_state"], feats, batch["label"])
+      new_state.update(probe_params=probe_params, probe_opt_state=probe_opt)
+      metrics = {**metrics, **probe_metrics}
+    # Collapse monitor: per-dimension std of L2-normalised features; ~1/sqrt(D)
+    # when spread out, 0 when collapsed. Reported times sqrt(D) so 1 is healthy.
+    feature_std = jnp.mean(jnp.std(l2_normalize(feats), axis=0)) * jnp.sqrt(feats.shape[-1])
+    metrics = {**metrics, "loss": loss, "lr": optim.learning_rate(config, setup.total_steps, setup.steps_per_epoch)(step),
+               "ema_momentum": momentum, "grad_norm": optax.global_norm(grads), "feature_std": feature_std}
+    return new_state, metrics
+
+  return train_step
+
+
+class Trainer:
+  """Holds everything a run needs; `prepare()` checks and builds, `run()` trains."""
+
+  def __init__(self, config, workdir: str, *, verbose: bool = True):
+    self.config, self.workdir, self.verbose = config, workdir, verbose
+
+  def prepare(self):
+    """Validates the config, builds mesh, data, state and step; restores a checkpoint.
+
+    Everything here fails fast with one clear sentence before any expensive
+    compilation of the train step.
+    """
+    c = self.config
+    self.mesh = sharding.make_mesh(None if c.num_devices < 0 else c.num_devices)
+    info = config_lib.validate(c, num_devices=self.mesh.devices.size)
+    self.info = info
+    self.steps_per_epoch = config_lib.steps_per_epoch(c, info["num_train"])
+    self.total_steps = config_lib.total_steps(c, info["num_train"])
+    self.setup, init_fn = state_lib.build(c, in_channels=info["image_shape"][-1], num_classes=info["num_classes"],
+                                          total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch)
+    rng = jax.random.PRNGKey(c.seed)
+    abstract = jax.eval_shape(init_fn, rng)
+    self.state_shardings = sharding.tree_replicated(abstract, self.mesh)
+    self.batch_sharding = sharding.batch_sharded(self.mesh)
+    self.data = pipeline.train_iterator(c.data, global_batch_size=c.batch_size, seed=c.seed)
+    self.checkpointer = checkpoint.Checkpointer(self.workdir, keep=c.keep_checkpoints)
+    latest = self.checkpointer.latest_step()
+    if latest is not None:
+      self.checkpointer.check_compatible(latest, c)
+      target = checkpoint.abstract_with_shardings(abstract, self.state_shardings)
+      self.state = self.checkpointer.restore(latest, target, self.data)
+      self._log(f"Resumed from step {latest} in {self.checkpointer.directory}.")
+    else:
+      self.state = jax.jit(init_fn, out_shardings=self.state_shardings)(rng)
+    self.step_fn = jax.jit(make_train_step(c, self.setup),
+                           in_shardings=(self.state_shardings, self.batch_sharding),
+                           out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
+                           donate_argnums=0)
+    self.monitor = monitor.KnnMonitor(c, self.setup, self.mesh)
+    n_params = state_lib.count_params(self.state["params"])
+    self._log(f"{c.method} on {c.data.source} {info['image_shape']}: {n_params / 1e6:.2f}M student parameters, "
+              f"{self.total_steps} steps ({self.steps_per_epoch}/epoch), batch {c.batch_size} over "
+              f"{self.mesh.devices.size} device(s).")
+    return self
+
+  def _log(self, msg: str) -> None:
+    logging.info(msg)
+    if self.verbose:
+      print(msg, flush=True)
+
+  def knn(self, label: str) -> dict:
+    t0 = time.perf_counter()
+    result = self.monitor.run(self.state)
+    self._log(f"k-NN ({label}): " + ", ".join(f"{k}={v:.4f}" for k, v in result.items())
+              + f" [{time.perf_counter() - t0:.1f}s]")
+    return result
+
+  def save(self) -> None:
+    self.checkpointer.save(int(self.state["step"]), self.state, self.data, self.config)
+
+  def run(self, until: int | None = None) -> dict:
+    """Trains to total_steps; returns the final metrics (k-NN included).
+
+    With `until`, stops after that step with a checkpoint, as a preempted job
+    would; the next run resumes from it.
+    """
+    from jssl.writers import MetricWriter, Progress
+    c = self.config
+    writer = MetricWriter(self.workdir, enabled=jax.process_index() == 0)
+    start = int(self.state["step"])
+    summary = {}
+    if c.eval.at_init and start == 0:
+      summary.update({f"init/{k}": v for k, v in self.knn("random init").items()})
+      writer.write(0, summary)
+    progress = Progress(self.total_steps, start, c.batch_size, enabled=self.verbose and jax.process_index() == 0)
+    t_start, metrics = time.perf_counter(), {}
+    step = start
+    try:
+      stop = self.total_steps if until is None else min(until, self.total_steps)
+      while step < stop:
+        batch = pipeline.to_global(next(self.data), self.batch_sharding)
+        self.state, metrics = self.step_fn(self.state, batch)
+        step += 1
+        if step % c.log_every_steps == 0 or step == self.total_steps:
+          host = jax.device_get(metrics)
+          host["images_per_s"] = progress.update(step, host)
+          host["epoch"] = step / self.steps_per_epoch
+          writer.write(step, host)
+        if c.eval.every_steps > 0 and step % c.eval.every_steps == 0 and step < self.total_steps:
+          writer.write(step, self.knn(f"step {step}"))
+        if step % c.checkpoint_every_steps == 0:
+          self.save()
+    except KeyboardInterrupt:
+      # Keep the work done so far: the next run resumes from here.
+      self.save()
+      self._log(f"Interrupted at step {step}; checkpoint saved, rerun the same command to resume.")
+      raise
+    progress.close()
+    self.save()
+    if step < self.total_steps:
+      writer.close()
+      return summary
+    train_time = time.perf_counter() - t_start
+    final = self.knn(f"final, step {step}")
+    writer.write(step, final)
+    writer.close()
+    summary.update(final)
+    summary.update({k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()})
+    summary["train_seconds"] = train_time
+    return summary
+
+
+def train(config, workdir: str, *, verbose: bool = True) -> dict:
+  trainer = Trainer(config, workdir, verbose=verbose).prepare()
+  try:
+    return trainer.run()
+  finally:
+    trainer.checkpointer.close()

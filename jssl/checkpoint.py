@@ -81,3 +81,49 @@ class Checkpointer:
 
 def abstract_with_shardings(abstract_state, shardings):
   return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings)
+
+
+def load_pretrained(workdir: str, *, step: int | None = None, mesh=None):
+  """Loads a jssl training run for evaluation.
+
+  Args:
+    workdir: the --workdir of a `python -m jssl.main` run.
+    step: checkpoint step (default: the newest).
+    mesh: where to place the restored arrays (default: all devices, replicated).
+
+  Returns:
+    (config, setup, state): the run's ConfigDict, its static `state.Setup`
+    (graph definitions; `setup.encoder_def` rebuilds the encoder) and the train
+    state (use `setup.encoder_params(state, "student" | "teacher")`).
+  """
+  import ml_collections
+  from jssl import config as config_lib
+  from jssl import sharding
+  from jssl import state as state_lib
+  from jssl.data import sources
+
+  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"No jssl checkpoint in {workdir}: {directory} does not exist.")
+  manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
+  try:
+    step = manager.latest_step() if step is None else step
+    if step is None or step not in manager.all_steps():
+      raise FileNotFoundError(f"No checkpoint step {step} in {directory} (it has {list(manager.all_steps())}).")
+    saved = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+    config = ml_collections.ConfigDict(saved)
+    info = sources.dataset_info(config.data)
+    total = config_lib.total_steps(config, info["num_train"])
+    setup, init_fn = state_lib.build(config, in_channels=info["image_shape"][-1], num_classes=info["num_classes"],
+                                     total_steps=total, steps_per_epoch=config_lib.steps_per_epoch(config, info["num_train"]))
+    mesh = mesh or sharding.make_mesh()
+    abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
+    target = abstract_with_shardings(abstract, sharding.tree_replicated(abstract, mesh))
+    try:
+      state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+    except Exception as e:
+      raise ValueError(f"The checkpoint at {directory}/{step} does not match its own config "
+                       f"({type(e).__name__}); it may be corrupt.") from e
+  finally:
+    manager.close()
+  return config, setup, state

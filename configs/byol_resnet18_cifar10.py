@@ -11,8 +11,7 @@ from jssl import config as cfg
 
 
 def get_config():
-  c = cfg.base("byol", data_source="tfds", global_size=32, channels=3, small_images=True)
-  c.data.name = "cifar10"
+  c = cfg.base("byol", data_source="tfds", data_name="cifar10", global_size=32, channels=3, small_images=True)
   c.model.variant = "resnet18"
   c.batch_size = 256
   c.num_epochs = 200

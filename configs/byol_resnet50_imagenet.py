@@ -13,8 +13,7 @@ from jssl import config as cfg
 
 
 def get_config():
-  c = cfg.base("byol", data_source="tfds", global_size=224, channels=3, small_images=False)
-  c.data.name = "imagenet2012"
+  c = cfg.base("byol", data_source="tfds", data_name="imagenet2012", global_size=224, channels=3, small_images=False)
   c.data.eval_split = "validation"
   c.data.image_size = 256
   c.model.variant = "resnet50"

@@ -15,9 +15,8 @@ from jssl import config as cfg
 
 
 def get_config():
-  c = cfg.base("dino", data_source="tfds", aug_recipe="dino", global_size=224, local_size=96, num_local=10,
+  c = cfg.base("dino", data_source="tfds", data_name="imagenet2012", aug_recipe="dino", global_size=224, local_size=96, num_local=10,
                channels=3, small_images=False)
-  c.data.name = "imagenet2012"
   c.data.eval_split = "validation"
   c.data.image_size = 256
   c.model.name = "vit"

@@ -9,9 +9,8 @@ from jssl import config as cfg
 
 
 def get_config():
-  c = cfg.base("dino", data_source="tfds", aug_recipe="dino", global_size=32, local_size=16, num_local=6,
+  c = cfg.base("dino", data_source="tfds", data_name="cifar10", aug_recipe="dino", global_size=32, local_size=16, num_local=6,
                channels=3, small_images=True)
-  c.data.name = "cifar10"
   c.model.name = "vit"
   c.model.variant = "S/4"
   c.model.image_size = 32

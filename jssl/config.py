@@ -11,7 +11,7 @@ import ml_collections
 from jssl.data import multicrop, sources
 
 
-def base(method: str, *, data_source: str = "fashion_mnist", aug_recipe: str | None = None,
+def base(method: str, *, data_source: str = "fashion_mnist", data_name: str | None = None, aug_recipe: str | None = None,
          global_size: int = 28, local_size: int = 0, num_local: int = 0, channels: int = 1,
          small_images: bool = True) -> ml_collections.ConfigDict:
   """Defaults shared by all recipes; `config.<method>` holds the method's own fields."""
@@ -20,7 +20,7 @@ def base(method: str, *, data_source: str = "fashion_mnist", aug_recipe: str | N
   c.method = method
   c[method] = importlib.import_module(f"jssl.methods.{method}").default_config()
 
-  c.data = sources.data_config(data_source)
+  c.data = sources.data_config(data_source, **({"name": data_name} if data_name else {}))
   c.aug = multicrop.aug_config(aug_recipe or method, global_size=global_size, local_size=local_size,
                                num_local=num_local, channels=channels, small_images=small_images)
 

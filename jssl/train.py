@@ -68,7 +68,7 @@ def make_train_step(config, setup: state_lib.Setup):
     # when spread out, 0 when collapsed. Reported times sqrt(D) so 1 is healthy.
     feature_std = jnp.mean(jnp.std(l2_normalize(feats), axis=0)) * jnp.sqrt(feats.shape[-1])
     metrics = {**metrics, "loss": loss, "lr": optim.learning_rate(config, setup.total_steps, setup.steps_per_epoch)(step),
-               "ema_momentum": momentum, "grad_norm": optax.global_norm(grads), "feature_std": feature_std}
+               "ema_momentum": momentum, "grad_norm": optax.tree.norm(grads), "feature_std": feature_std}
     return new_state, metrics
 
   return train_step

@@ -1,0 +1,32 @@
+"""End to end on real Fashion-MNIST: pretrain -> checkpoint -> resume -> k-NN, through the CLI."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _main(workdir, *overrides):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  args = [sys.executable, "-m", "jssl.main", "--config=configs/quickstart.py", f"--workdir={workdir}",
+          "--config.eval.train_examples=1000", "--config.eval.test_examples=500", "--config.batch_size=32",
+          "--config.log_every_steps=2", "--config.checkpoint_every_steps=3", *overrides]
+  result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
+
+
+def test_pretrain_checkpoint_resume_knn(tmp_path):
+  out = _main(tmp_path, "--config.total_steps=3")
+  assert "k-NN (random init)" in out and "Results:" in out
+  assert os.path.isdir(tmp_path / "checkpoints" / "3")
+  out = _main(tmp_path, "--config.total_steps=6")
+  assert "Resumed from step 3" in out
+  summary = json.load(open(tmp_path / "summary.json"))
+  assert 0.0 <= summary["knn_k20_t0.07_cosine"] <= 1.0
+  rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  steps = [r["step"] for r in rows if "loss" in r]
+  assert steps == [2, 3, 4, 6]
+  assert all("images_per_s" in r and "feature_std" in r and "probe_acc" in r for r in rows if "loss" in r)
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb"))

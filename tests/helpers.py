@@ -29,6 +29,7 @@ def tiny_config(method: str = "byol", *, vit: bool = False):
     c.model.image_size = 28
     c.model.pool = "cls"
     c.model.drop_path = 0.1
+    c.model.depth = 2
   else:
     c.model.variant = "resnet_tiny"
     c.model.small_stem = False

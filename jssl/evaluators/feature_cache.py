@@ -128,7 +128,8 @@ def eval_data_config(ckpt_config: ml_collections.ConfigDict, overrides: dict) ->
 class FeatureStore:
   """Extracts and caches features; loads each checkpoint at most once per process."""
 
-  def __init__(self, *, cache_dir: str, mesh, batch_size: int = 512):
+  def __init__(self, *, cache_dir: str | None, mesh, batch_size: int = 512):
+    """cache_dir: where entries live; None or "" keeps them in `<checkpoint>/eval_features`."""
     self.cache_dir, self.mesh, self.batch_size = cache_dir, mesh, batch_size
     self._loaded = {}
 
@@ -137,6 +138,10 @@ class FeatureStore:
     if (path, step) not in self._loaded:
       self._loaded[(path, step)] = checkpoint.load_pretrained(path, step=step, mesh=self.mesh)
     return self._loaded[(path, step)]
+
+  def checkpoint_config(self, path: str, step: int | None = None) -> ml_collections.ConfigDict:
+    """The training config of a run (loading the checkpoint, which later requests reuse)."""
+    return self._load(path, checkpoint_step(path, step))[0]
 
   def get(self, path: str, *, step: int | None = None, network: str = "student", layer: str = "pre_logits",
           split: str = "train", max_examples: int | None = None, data_overrides: dict | None = None) -> FeatureSet:
@@ -153,7 +158,7 @@ class FeatureStore:
                     split=split, max_examples=max_examples,
                     data={k: data.get(k) for k in DATA_FIELDS}, preprocessing=json.loads(json.dumps(pre)))
     key = hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:20]
-    where = os.path.join(self.cache_dir, key)
+    where = os.path.join(self.cache_dir or os.path.join(path, "eval_features"), key)
     if os.path.exists(os.path.join(where, "meta.json")):
       with open(os.path.join(where, "meta.json")) as f:
         meta = json.load(f)

@@ -292,6 +292,8 @@ def create(cfg: ml_collections.ConfigDict, *, in_channels: int,
            rngs: nnx.Rngs) -> VisionTransformer:
   """Builds the ViT that `cfg` (the `config.model` block) describes."""
   sizes = decode_variant(cfg.get("variant", None))
+  if cfg.get("depth", None):  # fewer blocks than the preset: ablations and fast tests
+    sizes["depth"] = int(cfg.depth)
   image_size = cfg.get("image_size", None)
   if image_size is None:
     raise ValueError("model.image_size is required for a ViT (e.g. 224).")

@@ -1,0 +1,57 @@
+"""The configuration of `python -m jssl.evaluate`; recipes in configs/eval/ start from `base`."""
+import ml_collections
+from ml_collections import config_dict
+
+from jssl.evaluators import linear
+
+EVALS = ("knn", "linear", "ensemble", "plots")
+
+
+def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
+  """Defaults; `arg` (the `:arg` of --config=...py:arg) is a comma-separated list of run directories."""
+  c = ml_collections.ConfigDict()
+  c.checkpoints = tuple(p for p in (arg or "").split(",") if p)  # --workdir of jssl.main runs
+  c.step = -1                   # -1: each run's newest checkpoint
+  c.network = "student"         # student | teacher; comma-separated to give one per checkpoint
+  c.layer = "pre_logits"        # an intermediate, "a+b", or "last_blocks:N"; comma-separated per checkpoint
+  c.evals = evals               # comma-separated subset of knn,linear,ensemble,plots
+  c.batch_size = 512            # feature-extraction batch (split over the devices)
+  c.cache_dir = ""              # "": <checkpoint>/eval_features
+  c.seed = 0
+
+  # The dataset: empty fields keep the checkpoint's own data config.
+  c.data = ml_collections.ConfigDict()
+  c.data.source = config_dict.placeholder(str)
+  c.data.name = config_dict.placeholder(str)
+  c.data.data_dir = config_dict.placeholder(str)
+  c.data.train_split = config_dict.placeholder(str)   # None: the checkpoint's data.train_split
+  c.data.test_split = config_dict.placeholder(str)    # None: the checkpoint's data.eval_split
+  c.data.max_train_examples = -1                      # -1: the whole split
+  c.data.max_test_examples = -1
+
+  c.knn = ml_collections.ConfigDict()
+  c.knn.ks = (10, 20, 100, 200)
+  c.knn.temperature = 0.07      # DINO's weighted cosine vote
+  c.knn.lightly = True          # also InstDisc/Lightly: k = 200, T = 0.1
+  c.knn.euclidean = False       # also the unweighted Euclidean majority vote (same ks)
+
+  c.linear = ml_collections.ConfigDict(dict(linear.default_config()))
+  c.linear.layers = ""          # comma-separated candidate layers, chosen on validation; "": c.layer
+
+  c.ensemble = ml_collections.ConfigDict()
+  c.ensemble.epochs = 50
+  c.ensemble.batch_size = 256
+  c.ensemble.lr = 3e-4
+  c.ensemble.warmup_fraction = 0.5
+  c.ensemble.k = 20
+  c.ensemble.temperature = 0.07
+  c.ensemble.members_alone = True    # also report each member alone as a baseline
+  c.ensemble.transfer_source = ""    # data source to train the MLPs on (e.g. fashion_mnist); "": none
+  c.ensemble.transfer_name = ""      # its TFDS name, for transfer_source=tfds
+  c.ensemble.transfer_max_examples = -1
+
+  c.plots = ml_collections.ConfigDict()
+  c.plots.method = "tsne"       # tsne | umap (needs umap-learn)
+  c.plots.split = "test"
+  c.plots.max_points = 2000
+  return c

@@ -1,0 +1,38 @@
+"""results.json and results.md: every number with the protocol that produced it."""
+import json
+import os
+
+
+def row(evaluation: str, metric: str, value: float, **protocol) -> dict:
+  """One result: {"evaluation", "metric", "value", "protocol": {...}}."""
+  return dict(evaluation=evaluation, metric=metric, value=float(value), protocol=protocol)
+
+
+def _fmt_protocol(p: dict) -> str:
+  skip = ("checkpoint", "network", "layer")
+  return "; ".join(f"{k}={v}" for k, v in p.items() if k not in skip and v not in (None, ""))
+
+
+def _short(path) -> str:
+  if isinstance(path, (list, tuple)):
+    return " + ".join(_short(p) for p in path)
+  return os.path.basename(os.path.normpath(str(path)))
+
+
+def write(workdir: str, rows: list[dict], header: dict) -> tuple[str, str]:
+  """Writes workdir/results.json ({"header", "results"}) and a markdown table results.md."""
+  os.makedirs(workdir, exist_ok=True)
+  json_path, md_path = os.path.join(workdir, "results.json"), os.path.join(workdir, "results.md")
+  with open(json_path, "w") as f:
+    json.dump(dict(header=header, results=rows), f, indent=2, sort_keys=True, default=str)
+  lines = ["# jssl evaluation", ""]
+  lines += [f"- {k}: {v}" for k, v in header.items()]
+  lines += ["", "| evaluation | checkpoint | network | layer | metric | value | protocol |",
+            "|---|---|---|---|---|---|---|"]
+  for r in rows:
+    p = r["protocol"]
+    lines.append(f"| {r['evaluation']} | {_short(p.get('checkpoint', ''))} | {p.get('network', '')} | "
+                 f"{p.get('layer', '')} | {r['metric']} | {r['value']:.4f} | {_fmt_protocol(p)} |")
+  with open(md_path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  return json_path, md_path

@@ -15,11 +15,17 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() first (multi-host: TPU pods, SLURM, "
+    "or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID set by the launcher).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   del argv
+  import jax
+  if _DISTRIBUTED.value:
+    jax.distributed.initialize()
   from jssl import train  # imported after flags so jax sees XLA_FLAGS from the environment
   config = _CONFIG.value
   trainer = train.Trainer(config, _WORKDIR.value)

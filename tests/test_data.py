@@ -16,7 +16,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from jssl.data import pipeline
-from jssl.data import sources
+from jssl.data import fashion_mnist, sources
 
 FASHION_DIR = sources.DEFAULT_FASHION_MNIST_DIR
 needs_fashion = pytest.mark.skipif(
@@ -143,7 +143,7 @@ def test_fashion_mnist_missing(tmp_path, monkeypatch):
 
   # The default location misses too: TFDS is tried (here with downloads off).
   monkeypatch.delenv(sources.FASHION_MNIST_ENV)
-  monkeypatch.setattr(sources, "DEFAULT_FASHION_MNIST_DIR", missing)
+  monkeypatch.setattr(fashion_mnist, "DEFAULT_FASHION_MNIST_DIR", missing)
   monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
   with pytest.raises(FileNotFoundError) as err:
     sources.get_source(sources.data_config(download=False), "test")
@@ -166,9 +166,9 @@ def test_fashion_mnist_download_fallback(tmp_path, monkeypatch):
       calls.append(urls)
       return [os.path.join(FASHION_DIR, url.rsplit("/", 1)[1]) for url in urls]
 
-  monkeypatch.setattr(sources, "DEFAULT_FASHION_MNIST_DIR", str(tmp_path / "none"))
+  monkeypatch.setattr(fashion_mnist, "DEFAULT_FASHION_MNIST_DIR", str(tmp_path / "none"))
   monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
-  monkeypatch.setattr(sources, "_host_resolves", lambda url: True)
+  monkeypatch.setattr(fashion_mnist, "_host_resolves", lambda url: True)
   monkeypatch.setattr(tfds.download, "DownloadManager", LocalDownloads)
   images, labels = sources.load_arrays(sources.data_config(), "test")
   assert images.shape == (10000, 28, 28, 1) and labels.shape == (10000,)

@@ -56,7 +56,7 @@ def run(config, workdir: str, mesh=None) -> list[dict]:
   unknown = sorted(set(evals) - set(eval_config.EVALS))
   if unknown:
     raise ValueError(f"config.evals names {unknown}; valid evaluations are {', '.join(eval_config.EVALS)}.")
-  paths = list(config.checkpoints)
+  paths = [p.strip() for p in config.checkpoints.split(",") if p.strip()]
   if not paths:
     raise ValueError("config.checkpoints is empty; pass --config=configs/eval/<recipe>.py:RUN_DIR[,RUN_DIR...].")
   networks = _per_checkpoint(config.network, len(paths), "network")

@@ -8,8 +8,8 @@ standardised frozen features; lr in {1e-3, 3e-3, 1e-2, 3e-2} x weight decay in
 best pair is retrained on all of train and scored once on test. Candidate
 layers (`--config.linear.layers=stage3,pre_logits`) are also chosen on
 validation. `--config.linear.backend=sklearn_logreg` (or sklearn_svc) sweeps C
-instead, for small data. Expect a test accuracy a few points above the k-NN one
-for the quickstart run (see docs/evaluation.md).
+instead, for small data. For the 600-step quickstart run expect about 0.76 test
+accuracy, on par with its k-NN number (measured: docs/evaluation.md).
 """
 from jssl.evaluators import eval_config
 

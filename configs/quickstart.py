@@ -17,7 +17,7 @@ def get_config():
   c.byol.proj_dim = 128
   c.byol.pred_hidden = 512
   c.batch_size = 128
-  c.total_steps = 600
+  c.total_steps = 2000
   c.optim.name = "adamw"
   c.optim.lr = 2e-3
   c.optim.warmup_epochs = 0.2

@@ -9,6 +9,7 @@ from jssl import config as cfg
 
 
 def get_config():
+  # Optimiser, EMA and last-layer freezing: DINO's recipe (jssl.methods.dino.training_defaults).
   c = cfg.base("dino", data_source="tfds", data_name="cifar10", aug_recipe="dino", global_size=32, local_size=16, num_local=6,
                channels=3, small_images=True)
   c.model.name = "vit"
@@ -19,16 +20,5 @@ def get_config():
   c.dino.out_dim = 16384
   c.batch_size = 256
   c.num_epochs = 200
-  c.optim.name = "adamw"
-  c.optim.lr = 5e-4
-  c.optim.min_lr = 1e-6
-  c.optim.warmup_epochs = 10
-  c.optim.weight_decay = 0.04
-  c.optim.weight_decay_end = 0.4
-  c.optim.clip_grad = 3.0
-  c.optim.frozen = "last_layer"
-  c.optim.freeze_epochs = 1
-  c.ema.base = 0.996
-  c.eval.network = "teacher"
   c.eval.every_steps = 10 * 195
   return c

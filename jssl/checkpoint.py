@@ -118,7 +118,7 @@ def load_pretrained(workdir: str, *, step: int | None = None, mesh=None):
                                      total_steps=total, steps_per_epoch=config_lib.steps_per_epoch(config, info["num_train"]))
     mesh = mesh or sharding.make_mesh()
     abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
-    target = abstract_with_shardings(abstract, sharding.tree_replicated(abstract, mesh))
+    target = abstract_with_shardings(abstract, state_lib.state_shardings(config, abstract, mesh))
     try:
       state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
     except Exception as e:

@@ -69,6 +69,9 @@ def base(method: str, *, data_source: str = "fashion_mnist", data_name: str | No
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 2
   c.num_devices = -1          # -1: all devices
+  module = importlib.import_module(f"jssl.methods.{method}")
+  if hasattr(module, "training_defaults"):   # the method's own recipe (optimiser, EMA, ...)
+    module.training_defaults(c)
   return c
 
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from jssl import optim
+from jssl import optim, sharding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +99,23 @@ def build(config, *, in_channels: int, num_classes: int, total_steps: int, steps
     }
 
   return setup, init_fn
+
+
+def state_shardings(config, abstract_state: dict, mesh: jax.sharding.Mesh) -> dict:
+  """Shardings of the train state: replicated, except method state a method partitions.
+
+  A method module may define `state_partition(config)` returning PartitionSpecs
+  for (a prefix of) its `init_state(config)` tree, e.g. memory banks split over
+  `data` as P("data", None); everything else is replicated.
+  """
+  out = sharding.tree_replicated(abstract_state, mesh)
+  method = importlib.import_module(f"jssl.methods.{config.method}")
+  if hasattr(method, "state_partition"):
+    specs = method.state_partition(config)
+    out["method_state"] = jax.tree.map(
+        lambda spec, sub: jax.tree.map(lambda _: jax.sharding.NamedSharding(mesh, spec), sub),
+        specs, abstract_state["method_state"], is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
+  return out
 
 
 def ema_update(student_params: dict, teacher_params: dict, momentum: jax.Array) -> dict:

@@ -96,7 +96,7 @@ class Trainer:
                                           total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch)
     rng = jax.random.PRNGKey(c.seed)
     abstract = jax.eval_shape(init_fn, rng)
-    self.state_shardings = sharding.tree_replicated(abstract, self.mesh)
+    self.state_shardings = state_lib.state_shardings(c, abstract, self.mesh)
     self.batch_sharding = sharding.batch_sharded(self.mesh)
     self.data = pipeline.train_iterator(c.data, global_batch_size=c.batch_size, seed=c.seed)
     self.checkpointer = checkpoint.Checkpointer(self.workdir, keep=c.keep_checkpoints)

@@ -17,7 +17,7 @@ def _run_steps(config, num_devices, num_steps, batches):
   setup, init_fn = state_lib.build(config, in_channels=1, num_classes=info["num_classes"],
                                    total_steps=config.total_steps, steps_per_epoch=2)
   rng = jax.random.PRNGKey(config.seed)
-  shardings = sharding.tree_replicated(jax.eval_shape(init_fn, rng), mesh)
+  shardings = state_lib.state_shardings(config, jax.eval_shape(init_fn, rng), mesh)
   state = jax.jit(init_fn, out_shardings=shardings)(rng)
   states = [jax.device_get(state)]
   step = jax.jit(train.make_train_step(config, setup), in_shardings=(shardings, sharding.batch_sharded(mesh)),

@@ -20,6 +20,7 @@ def get_config():
   c.model.image_size = 28
   c.model.pool = "cls"
   c.model.drop_path = 0.0
+  c.model.depth = 0               # 0: the preset's 12 blocks; fewer for quick comparisons
   c.dino.out_dim = 4096
   c.batch_size = 256
   c.num_epochs = 100

@@ -1,0 +1,37 @@
+"""SOVE, ViT-L/16, ImageNet-1k, 2 x 224 + 10 x 96 multi-crop, 250 epochs.
+
+  python -m jssl.main --config=configs/sove_vitl16.py --workdir=gs://bucket/sove_vitl16
+
+Paper (250 epochs): 79.2% k-NN / 81.2% linear. Recipe as configs/sove_vitb.py
+(METHODS.md section 002); batch 1024 is our choice.
+"""
+from jssl import config as cfg
+
+
+def get_config():
+  c = cfg.base("sove", data_source="tfds", data_name="imagenet2012", aug_recipe="dino", global_size=224, local_size=96,
+               num_local=10, channels=3, small_images=False)
+  c.data.eval_split = "validation"
+  c.data.image_size = 256
+  c.aug.global_scale = (0.14, 1.0)   # the SOVE code's global crop scale (DINO: 0.4-1)
+  c.model.name = "vit"
+  c.model.variant = "L/16"
+  c.model.image_size = 224
+  c.model.pool = "cls"
+  c.model.drop_path = 0.1
+  c.model.dtype = "bfloat16"
+  c.batch_size = 1024
+  c.num_epochs = 250
+  c.optim.name = "adamw"
+  c.optim.lr = 5e-4           # x batch/256
+  c.optim.min_lr = 1e-6
+  c.optim.warmup_epochs = 10
+  c.optim.weight_decay = 0.04
+  c.optim.weight_decay_end = 0.4
+  c.optim.clip_grad = 3.0
+  c.ema.base = 0.996
+  c.eval.network = "teacher"
+  c.eval.every_steps = 10 * (1281167 // 1024)
+  c.eval.train_examples = 100_000
+  c.checkpoint_every_steps = 2000
+  return c

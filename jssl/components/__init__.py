@@ -1,0 +1,1 @@
+"""Reusable pieces of method state (memory banks, ...) as pure functions."""

@@ -20,8 +20,9 @@ COMMON=(--config.total_steps="$STEPS" --config.batch_size="$BATCH" --config.mode
 $PY -m jssl.main --config=configs/dino_vit_tiny_fmnist.py --workdir="$OUT/dino" "${COMMON[@]}" \
     --config.optim.freeze_epochs=0.05
 $PY -m jssl.main --config=configs/ibot_vit_tiny_fmnist.py --workdir="$OUT/ibot" "${COMMON[@]}" \
-    --config.optim.freeze_epochs=0.05
-$PY -m jssl.main --config=configs/sove_vit_tiny_fmnist.py --workdir="$OUT/sove" "${COMMON[@]}"
+    --config.optim.freeze_epochs=0.05 --config.ibot.warmup_teacher_temp_epochs=0.1
+$PY -m jssl.main --config=configs/sove_vit_tiny_fmnist.py --workdir="$OUT/sove" "${COMMON[@]}" \
+    --config.sove.warmup_teacher_temp_epochs=0.1
 for m in dino ibot sove; do
   $PY -m jssl.evaluate --config=configs/eval/knn.py:"$OUT/$m" --workdir="$OUT/eval_knn_$m" --config.network=teacher
   $PY -m jssl.evaluate --config=configs/eval/linear.py:"$OUT/$m" --workdir="$OUT/eval_linear_$m" --config.network=teacher

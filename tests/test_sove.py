@@ -196,3 +196,25 @@ def test_ablation_knobs_trace(knobs):
   new_state, metrics = jax.eval_shape(train.make_train_step(config, setup), state, batch)
   assert jax.tree.map(lambda a: (a.shape, a.dtype), new_state) == jax.tree.map(lambda a: (a.shape, a.dtype), state)
   assert {"cls_loss", "patch_loss", "teacher_entropy"} <= set(metrics)
+
+
+def test_resume_restores_banks_exactly(tmp_path):
+  from jssl import train
+
+  def run(workdir, until=None):
+    config = _tiny_config()
+    config.eval.train_examples, config.eval.test_examples, config.eval.batch_size = 64, 32, 32
+    config.checkpoint_every_steps = 100
+    trainer = train.Trainer(config, str(workdir), verbose=False).prepare()
+    try:
+      trainer.run(until=until)
+    finally:
+      trainer.checkpointer.close()
+    return jax.device_get(trainer.state)
+
+  full = run(tmp_path / "full")
+  run(tmp_path / "split", until=1)
+  resumed = run(tmp_path / "split")
+  assert int(resumed["method_state"]["cls_bank"]["ptr"]) == 32
+  jax.tree.map(np.testing.assert_array_equal, full["method_state"], resumed["method_state"])
+  jax.tree.map(np.testing.assert_array_equal, full["params"], resumed["params"])

@@ -12,7 +12,8 @@ def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.checkpoints = arg or ""     # comma-separated --workdir's of jssl.main runs
   c.step = -1                   # -1: each run's newest checkpoint
-  c.network = "student"         # student | teacher; comma-separated to give one per checkpoint
+  c.network = "student"         # student | teacher | pixels (the preprocessed images: the no-learning
+                                # baseline); comma-separated to give one per checkpoint
   c.layer = "pre_logits"        # an intermediate, "a+b", or "last_blocks:N"; comma-separated per checkpoint
   c.evals = evals               # comma-separated subset of knn,linear,ensemble,plots
   c.batch_size = 512            # feature-extraction batch (split over the devices)

@@ -13,6 +13,11 @@ Layer names:
   * "last_blocks:N", the concatenation of the last N "block_i" (ViT [CLS]
     tokens, as DINO's linear evaluation with N = 4) or "stage_i" (ResNet).
 Maps [B, h, w, C] and token sets [B, N, D] are average-pooled to [B, C] / [B, D].
+
+network="pixels" is the no-learning baseline: the images after the checkpoint's
+own evaluation preprocessing (resize, centre crop, normalisation), flattened to
+[B, H * W * C]; the layer is ignored. Every protocol then measures raw pixels
+exactly as it measures the encoder that reads them.
 """
 import dataclasses
 import hashlib
@@ -91,6 +96,15 @@ def make_pooled_fn(encoder_def, aug, names: list[str]):
   return fn
 
 
+def make_pixels_fn(aug):
+  """(uint8 images [B, H, W, C]) -> the encoder's input, flattened: float32 [B, H * W * C]."""
+  def fn(params, stats, images):
+    del params, stats
+    x = multicrop.eval_preprocess(images, aug)
+    return x.reshape(x.shape[0], -1).astype(jnp.float32)
+  return fn
+
+
 def intermediate_names(encoder_def, params, stats, aug, image_shape) -> list[str]:
   """Names of the model's intermediates, found by shape evaluation (nothing runs)."""
   def fn(p, s, x):
@@ -146,14 +160,16 @@ class FeatureStore:
   def get(self, path: str, *, step: int | None = None, network: str = "student", layer: str = "pre_logits",
           split: str = "train", max_examples: int | None = None, data_overrides: dict | None = None) -> FeatureSet:
     """Pooled features of `split` for one checkpoint; see the module docstring for `layer`."""
-    if network not in ("student", "teacher"):
-      raise ValueError(f"network={network!r} must be student or teacher.")
+    if network not in ("student", "teacher", "pixels"):
+      raise ValueError(f"network={network!r} must be student, teacher or pixels.")
     step = checkpoint_step(path, step)
     config, setup, state = self._load(path, step)
     if network == "teacher" and "teacher_params" not in state:
       raise ValueError(f"The checkpoint in {path} has no teacher network; use network='student'.")
     data = eval_data_config(config, data_overrides or {})
     pre = {k: config.aug[k] for k in ("global_size", "eval_resize", "mean", "std")}
+    if network == "pixels":
+      layer = "pixels"
     protocol = dict(checkpoint=os.path.abspath(path), step=int(step), network=network, layer=layer,
                     split=split, max_examples=max_examples,
                     data={k: data.get(k) for k in DATA_FIELDS}, preprocessing=json.loads(json.dumps(pre)))
@@ -165,12 +181,15 @@ class FeatureStore:
       labels = np.load(os.path.join(where, "labels.npy")) if meta["has_labels"] else None
       return FeatureSet(np.load(os.path.join(where, "features.npy")), labels, meta["num_classes"], protocol)
 
-    params, stats = setup.encoder_params(state, network)
     info = sources.dataset_info(data)
-    names = resolve_layer(layer, intermediate_names(setup.encoder_def, params, stats, config.aug,
-                                                    info["image_shape"]))
+    if network == "pixels":
+      params, stats, fn = {}, {}, make_pixels_fn(config.aug)
+    else:
+      params, stats = setup.encoder_params(state, network)
+      names = resolve_layer(layer, intermediate_names(setup.encoder_def, params, stats, config.aug,
+                                                      info["image_shape"]))
+      fn = make_pooled_fn(setup.encoder_def, config.aug, names)
     images, labels = sources.load_arrays(data, split, max_examples)
-    fn = make_pooled_fn(setup.encoder_def, config.aug, names)
     feats = features_lib.extract(fn, params, stats, np.asarray(images), batch_size=self.batch_size,
                                  mesh=self.mesh).astype(np.float32)
     labels = None if labels is None else np.asarray(labels, np.int32)

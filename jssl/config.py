@@ -5,10 +5,24 @@ ConfigDict. `validate` runs before anything is compiled and raises one clear
 sentence naming the bad field.
 """
 import importlib
+import math
 
 import ml_collections
 
+from jssl import guard
 from jssl.data import multicrop, sources
+
+# (field, lowest allowed, whether the lowest is allowed, highest allowed): numbers
+# that must be finite and in range, checked before anything is built.
+_NUMBERS = (
+    ("optim.lr", 0.0, False, None), ("optim.min_lr", 0.0, True, None), ("optim.warmup_epochs", 0.0, True, None),
+    ("optim.weight_decay", 0.0, True, None), ("optim.momentum", 0.0, True, 1.0), ("optim.b2", 0.0, True, 1.0),
+    ("optim.clip_grad", 0.0, True, None), ("optim.freeze_epochs", 0.0, True, None),
+    ("ema.base", 0.0, True, 1.0), ("ema.end", 0.0, True, 1.0), ("probe.lr", 0.0, False, None),
+    ("eval.knn_temperature", 0.0, False, None), ("num_epochs", 0.0, True, None),
+    ("log_every_steps", 0, False, None), ("checkpoint_every_steps", 0, False, None),
+    ("keep_checkpoints", 0, False, None),
+)
 
 
 def base(method: str, *, data_source: str = "fashion_mnist", data_name: str | None = None, aug_recipe: str | None = None,
@@ -65,6 +79,7 @@ def base(method: str, *, data_source: str = "fashion_mnist", data_name: str | No
   c.eval.batch_size = 512
   c.eval.at_init = False      # also report the k-NN accuracy of the untrained encoder
 
+  c.on_nonfinite = "stop"     # a NaN/Inf loss, gradient or parameter: stop the run | skip the update
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 2
@@ -93,11 +108,24 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> dict:
     raise ValueError(f"model.dtype={config.model.dtype!r} must be float32 or bfloat16.")
   if config.eval.network not in ("student", "teacher"):
     raise ValueError(f"eval.network={config.eval.network!r} must be student or teacher.")
+  if config.on_nonfinite not in guard.MODES:
+    raise ValueError(f"on_nonfinite={config.on_nonfinite!r} must be one of {', '.join(guard.MODES)}.")
+  _check_numbers(config)
   info = sources.dataset_info(config.data)
   multicrop.validate(config.aug, tuple(info["image_shape"]))
   if total_steps(config, info["num_train"]) <= 0:
     raise ValueError("total_steps and num_epochs give no training steps; set one of them > 0.")
   return info
+
+
+def _check_numbers(config) -> None:
+  for field, low, low_ok, high in _NUMBERS:
+    section, _, name = field.rpartition(".")
+    value = (config[section] if section else config)[name]
+    bad = not math.isfinite(value) or value < low or (value == low and not low_ok) or (high is not None and value > high)
+    if bad:
+      above = f"{'>=' if low_ok else '>'} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+      raise ValueError(f"{field}={value!r} must be a finite number {above}.")
 
 
 def steps_per_epoch(config, num_train: int) -> int:

@@ -26,7 +26,7 @@ def main(argv):
   import jax
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
-  from jssl import train  # imported after flags so jax sees XLA_FLAGS from the environment
+  from jssl import guard, train  # imported after flags so jax sees XLA_FLAGS from the environment
   config = _CONFIG.value
   trainer = train.Trainer(config, _WORKDIR.value)
   try:
@@ -37,6 +37,10 @@ def main(argv):
     sys.exit(f"error: {e}")
   try:
     summary = trainer.run()
+  except guard.NonFiniteError as e:
+    if os.environ.get("JSSL_TRACEBACK"):
+      raise
+    sys.exit(f"error: {e}")
   finally:
     trainer.checkpointer.close()
   with open(os.path.join(_WORKDIR.value, "summary.json"), "w") as f:

@@ -13,7 +13,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from jssl import checkpoint, optim, sharding
+from jssl import checkpoint, guard, optim, sharding
 from jssl import config as config_lib
 from jssl import state as state_lib
 from jssl.data import multicrop, pipeline
@@ -69,6 +69,11 @@ def make_train_step(config, setup: state_lib.Setup):
     feature_std = jnp.mean(jnp.std(l2_normalize(feats), axis=0)) * jnp.sqrt(feats.shape[-1])
     metrics = {**metrics, "loss": loss, "lr": optim.learning_rate(config, setup.total_steps, setup.steps_per_epoch)(step),
                "ema_momentum": momentum, "grad_norm": optax.tree.norm(grads), "feature_std": feature_std}
+    # The host reads this code at the logging cadence and before every save.
+    nonfinite = guard.nonfinite_code(loss, grads, params)
+    if config.on_nonfinite == "skip":
+      new_state = guard.keep_if(nonfinite == 0, new_state, state)
+    metrics["nonfinite"] = nonfinite
     return new_state, metrics
 
   return train_step
@@ -79,6 +84,7 @@ class Trainer:
 
   def __init__(self, config, workdir: str, *, verbose: bool = True):
     self.config, self.workdir, self.verbose = config, workdir, verbose
+    self._pending, self._skipped = [], 0   # (step, non-finite code) not yet read; skips not yet logged
 
   def prepare(self):
     """Validates the config, builds mesh, data, state and step; restores a checkpoint.
@@ -131,7 +137,29 @@ class Trainer:
               + f" [{time.perf_counter() - t0:.1f}s]")
     return result
 
+  def check_finite(self) -> None:
+    """Reads the non-finite codes of the steps since the last look, in one transfer.
+
+    With on_nonfinite='stop' raises NonFiniteError naming the first bad step;
+    with 'skip' counts the skipped steps for the next metrics row.
+    """
+    if not self._pending:
+      return
+    steps, codes = zip(*self._pending)
+    self._pending = []
+    bad = [(s, int(c)) for s, c in zip(steps, jax.device_get(codes)) if c]
+    if not bad:
+      return
+    step, code = bad[0]
+    if self.config.on_nonfinite == "stop":
+      raise guard.NonFiniteError(
+          f"Step {step} gave a non-finite {guard.describe(code)}, so the run stopped without saving it "
+          f"(lower optim.lr, set optim.clip_grad, or set on_nonfinite='skip' to drop such updates).")
+    self._skipped += len(bad)
+    self._log(f"Skipped the update of {len(bad)} step(s) from step {step} on (non-finite {guard.describe(code)}).")
+
   def save(self) -> None:
+    self.check_finite()   # never write a non-finite state
     self.checkpointer.save(int(self.state["step"]), self.state, self.data, self.config)
 
   def run(self, until: int | None = None) -> dict:
@@ -157,12 +185,17 @@ class Trainer:
         batch = pipeline.to_global(next(self.data), self.batch_sharding)
         self.state, metrics = self.step_fn(self.state, batch)
         step += 1
+        self._pending.append((step, metrics["nonfinite"]))
         if step % c.log_every_steps == 0 or step == self.total_steps:
+          self.check_finite()
           host = jax.device_get(metrics)
+          if c.on_nonfinite == "skip":
+            host["skipped_steps"], self._skipped = self._skipped, 0
           host["images_per_s"] = progress.update(step, host)
           host["epoch"] = step / self.steps_per_epoch
           writer.write(step, host)
         if c.eval.every_steps > 0 and step % c.eval.every_steps == 0 and step < self.total_steps:
+          self.check_finite()
           writer.write(step, self.knn(f"step {step}"))
         if step % c.checkpoint_every_steps == 0:
           self.save()

@@ -38,6 +38,10 @@ def test_missing_dataset_says_where_it_looked(tmp_path):
     ("aug.global_size", 64, "aug.global_size"),  # crop larger than the 28x28 images
     ("method", "nope", "method"),
     ("optim.name", "rmsprop", "optim.name"),
+    ("optim.lr", float("nan"), "optim.lr"),
+    ("optim.lr", 0.0, "optim.lr"),
+    ("ema.base", 1.5, "ema.base"),
+    ("on_nonfinite", "ignore", "on_nonfinite"),
 ])
 def test_bad_values(tmp_path, field, value, needle):
   config = tiny_config()

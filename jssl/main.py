@@ -18,6 +18,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() first (multi-host: TPU pods, SLURM, "
     "or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID set by the launcher).")
+_ALLOW_CHANGES = flags.DEFINE_bool(
+    "allow_config_changes", False, "Resume even when the config changes fields that alter the run "
+    "(seed, batch size, method, model, optimiser, augmentation, data); the changes are listed.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -28,7 +31,7 @@ def main(argv):
     jax.distributed.initialize()
   from jssl import guard, train  # imported after flags so jax sees XLA_FLAGS from the environment
   config = _CONFIG.value
-  trainer = train.Trainer(config, _WORKDIR.value)
+  trainer = train.Trainer(config, _WORKDIR.value, allow_config_changes=_ALLOW_CHANGES.value)
   try:
     trainer.prepare()
   except (ValueError, FileNotFoundError) as e:

@@ -82,8 +82,9 @@ def make_train_step(config, setup: state_lib.Setup):
 class Trainer:
   """Holds everything a run needs; `prepare()` checks and builds, `run()` trains."""
 
-  def __init__(self, config, workdir: str, *, verbose: bool = True):
+  def __init__(self, config, workdir: str, *, verbose: bool = True, allow_config_changes: bool = False):
     self.config, self.workdir, self.verbose = config, workdir, verbose
+    self.allow_config_changes = allow_config_changes   # resume even if the config changes the run
     self._pending, self._skipped = [], 0   # (step, non-finite code) not yet read; skips not yet logged
 
   def prepare(self):
@@ -106,12 +107,18 @@ class Trainer:
     self.batch_sharding = sharding.batch_sharded(self.mesh)
     self.data = pipeline.train_iterator(c.data, global_batch_size=c.batch_size, seed=c.seed)
     self.checkpointer = checkpoint.Checkpointer(self.workdir, keep=c.keep_checkpoints)
-    latest = self.checkpointer.latest_step()
-    if latest is not None:
-      self.checkpointer.check_compatible(latest, c)
-      target = checkpoint.abstract_with_shardings(abstract, self.state_shardings)
-      self.state = self.checkpointer.restore(latest, target, self.data)
-      self._log(f"Resumed from step {latest} in {self.checkpointer.directory}.")
+    target = checkpoint.abstract_with_shardings(abstract, self.state_shardings)
+    restored = self.checkpointer.restore_latest(target, self.data, c, allow_changes=self.allow_config_changes,
+                                                log=self._log)
+    if restored is not None:
+      step, self.state, changes = restored
+      self._log(f"Resumed from step {step} in {self.checkpointer.directory}.")
+      if changes:
+        self._log("Config changes since the checkpoint: " + ", ".join(changes) + ".")
+      self.checkpointer.enforce_keep()
+      if jax.process_index() == 0:
+        from jssl.writers import truncate_metrics
+        truncate_metrics(self.workdir, step)   # the steps after `step` run again
     else:
       self.state = jax.jit(init_fn, out_shardings=self.state_shardings)(rng)
     self.step_fn = jax.jit(make_train_step(c, self.setup),

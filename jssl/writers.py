@@ -14,6 +14,31 @@ def _scalar(v):
   return float(v) if v.size == 1 else None
 
 
+def truncate_metrics(workdir: str, step: int) -> None:
+  """Drops the rows after `step` from workdir/metrics.jsonl (a resumed run writes them again).
+
+  The file is replaced atomically, so a crash here leaves either version.
+  """
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  kept = [line for line in lines if line.strip() and _row_step(line) <= step]
+  if len(kept) == len(lines):
+    return
+  with open(path + ".tmp", "w") as f:
+    f.writelines(kept)
+  os.replace(path + ".tmp", path)
+
+
+def _row_step(line: str) -> float:
+  try:
+    return json.loads(line)["step"]
+  except (ValueError, KeyError, TypeError):
+    return float("inf")   # a row cut short by a crash: drop it
+
+
 class MetricWriter:
   """Appends {"step": s, name: value, ...} lines to workdir/metrics.jsonl and writes
   the same scalars to TensorBoard event files in workdir/tb."""

@@ -45,12 +45,17 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def resume_changes(saved: dict, current: dict) -> tuple[list[str], list[str]]:
-  """(refused, accepted) config differences as 'name: old -> new', saved -> current."""
+  """(refused, accepted) config differences as 'name: old -> new', saved -> current.
+
+  A field only one side has (added or removed by a newer jssl) is accepted: its
+  default is meant to keep what older runs did, and refusing would strand every
+  run across an upgrade.
+  """
   old, new = _flatten(saved), _flatten(json.loads(json.dumps(current)))
   refused, accepted = [], []
   for name in sorted(set(old) | set(new)):
     if old.get(name, "<absent>") != new.get(name, "<absent>"):
-      harmless = any(name == h or name.startswith(h + ".") for h in HARMLESS)
+      harmless = name not in old or name not in new or any(name == h or name.startswith(h + ".") for h in HARMLESS)
       (accepted if harmless else refused).append(f"{name}: {old.get(name, '<absent>')!r} -> {new.get(name, '<absent>')!r}")
   return refused, accepted
 

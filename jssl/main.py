@@ -44,6 +44,8 @@ def main(argv):
     if os.environ.get("JSSL_TRACEBACK"):
       raise
     sys.exit(f"error: {e}")
+  except train.Preempted as e:
+    sys.exit(e.exit_code)   # the trainer has said where it stopped
   finally:
     trainer.checkpointer.close()
   with open(os.path.join(_WORKDIR.value, "summary.json"), "w") as f:

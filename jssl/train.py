@@ -5,6 +5,8 @@ loss); the trainer does augmentation, gradients, the optimizer, the EMA
 teacher, the online linear probe, the collapse monitor, logging, checkpoints
 and the k-NN monitor.
 """
+import signal
+import threading
 import time
 
 import jax
@@ -77,6 +79,38 @@ def make_train_step(config, setup: state_lib.Setup):
     return new_state, metrics
 
   return train_step
+
+
+class Preempted(Exception):
+  """The run stopped at a step boundary on SIGTERM or SIGINT, after saving a checkpoint."""
+
+  def __init__(self, message: str, signum: int):
+    super().__init__(message)
+    self.exit_code = 128 + signum   # what a shell reports for a process ended by that signal
+
+
+class StopRequests:
+  """SIGTERM (preemption: SLURM, Cloud TPU) and SIGINT (Ctrl-C) ask the loop to save and
+  stop at the next step boundary; a second signal interrupts at once."""
+
+  def __init__(self):
+    self.signum, self._old = None, {}
+
+  def install(self) -> "StopRequests":
+    if threading.current_thread() is threading.main_thread():   # Python only signals the main thread
+      self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum is not None:
+      raise KeyboardInterrupt
+    self.signum = signum
+
+  def restore(self) -> None:
+    for s, handler in self._old.items():
+      signal.signal(s, handler)
+    self._old = {}
 
 
 class Trainer:
@@ -186,9 +220,18 @@ class Trainer:
     progress = Progress(self.total_steps, start, c.batch_size, enabled=self.verbose and jax.process_index() == 0)
     t_start, metrics = time.perf_counter(), {}
     step = start
+    requests = StopRequests().install()
     try:
       stop = self.total_steps if until is None else min(until, self.total_steps)
       while step < stop:
+        if requests.signum is not None:
+          self.save()
+          progress.close()
+          writer.close()
+          name = signal.Signals(requests.signum).name
+          message = f"Stopped by {name} at step {step}; checkpoint saved, rerun the same command to resume."
+          self._log(message)
+          raise Preempted(message, requests.signum)
         batch = pipeline.to_global(next(self.data), self.batch_sharding)
         self.state, metrics = self.step_fn(self.state, batch)
         step += 1
@@ -206,13 +249,10 @@ class Trainer:
           writer.write(step, self.knn(f"step {step}"))
         if step % c.checkpoint_every_steps == 0:
           self.save()
-    except KeyboardInterrupt:
-      # Keep the work done so far: the next run resumes from here.
+      progress.close()
       self.save()
-      self._log(f"Interrupted at step {step}; checkpoint saved, rerun the same command to resume.")
-      raise
-    progress.close()
-    self.save()
+    finally:
+      requests.restore()
     if step < self.total_steps:
       writer.close()
       return summary

@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 
 import jax
 import numpy as np
@@ -227,3 +228,30 @@ def test_resume_override_accepts_seed(baseline, tmp_path):
   config, workdir, _ = baseline
   trainer = _prepare(_config(log_every_steps=1, seed=3), _copy(workdir, tmp_path), allow_config_changes=True)
   assert int(trainer.state["step"]) == 4
+
+
+# ---- Preemption -------------------------------------------------------------------------
+
+
+def test_sigterm_saves_and_resumes_bit_identical(baseline, tmp_path):
+  config, _, expected = baseline
+  trainer = train.Trainer(config, str(tmp_path), verbose=False).prepare()
+  step_fn, calls = trainer.step_fn, [0]
+
+  def step_then_signal(state, batch):
+    calls[0] += 1
+    if calls[0] == 3:   # arrives while step 3 runs: the loop stops after it
+      signal.raise_signal(signal.SIGTERM)
+    return step_fn(state, batch)
+  trainer.step_fn = step_then_signal
+  try:
+    with pytest.raises(train.Preempted) as e:
+      trainer.run()
+  finally:
+    trainer.checkpointer.close()
+  assert "SIGTERM at step 3" in str(e.value) and e.value.exit_code == 143
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL      # handlers restored
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "3"]
+  resumed = _train(config, tmp_path)
+  jax.tree.map(np.testing.assert_array_equal, expected, jax.device_get(resumed.state))
+  assert [r["step"] for r in _rows(tmp_path) if "loss" in r] == [1, 2, 3, 4]

@@ -2,7 +2,7 @@
 import numpy as np
 
 from jssl.data import sources
-from jssl.evaluators import features, knn
+from jssl.evaluators import feature_cache, features, knn
 
 
 class KnnMonitor:
@@ -25,6 +25,15 @@ class KnnMonitor:
     params, stats = self.setup.encoder_params(state, self.config.eval.network)
     return features.extract(self._fn, params, stats, images, batch_size=self.config.eval.batch_size,
                             mesh=self.mesh)
+
+  def pixels(self) -> dict[str, float]:
+    """The same k-NN on the raw images (after the evaluation preprocessing): the no-learning baseline."""
+    fn = feature_cache.make_pixels_fn(self.config.aug)
+    feats = [features.extract(fn, {}, {}, x, batch_size=self.config.eval.batch_size, mesh=self.mesh)
+             for x in (self.train_x, self.test_x)]
+    e = self.config.eval
+    return knn.knn_accuracy(feats[0], self.train_y, feats[1], self.test_y, num_classes=self.num_classes,
+                            ks=(e.knn_k,), temperature=e.knn_temperature, protocol="cosine", mesh=self.mesh)
 
   def run(self, state) -> dict[str, float]:
     train_f = self.features(state, self.train_x)

@@ -8,6 +8,8 @@ global average pool of the last stage. Configured by
   cfg.variant = "resnet18" | "resnet34" | "resnet50" | "resnet101" | "resnet152"
                 | "resnet_tiny"
   cfg.small_stem = False   # True: 3x3 stride-1 stem and no max-pool (28-32 px images)
+  cfg.stem_pool = True     # False: drop the 3x3 stride-2 max-pool after the 7x7 stride-2 stem
+                           # (28 px on CPU: stage 1 at 14 x 14 instead of 7 x 7)
   cfg.width = 1            # channel multiplier (wide ResNets, e.g. SimCLR's 2x/4x)
   cfg.dtype = "float32"    # compute dtype, "float32" or "bfloat16"
 
@@ -135,7 +137,7 @@ class ResNet(nnx.Module):
 
   def __init__(self, *, block: str, stage_sizes: tuple[int, ...],
                widths: tuple[int, ...], in_channels: int,
-               small_stem: bool = False, width: int = 1,
+               small_stem: bool = False, stem_pool: bool = True, width: int = 1,
                dtype: str = "float32", rngs: nnx.Rngs):
     """Builds the network.
 
@@ -159,6 +161,7 @@ class ResNet(nnx.Module):
     self.dtype = _compute_dtype(dtype)
     self.in_channels = in_channels
     self.small_stem = small_stem
+    self.stem_pool = stem_pool and not small_stem
 
     stem_channels = widths[0] * width
     self.stem = ConvBN(in_channels, stem_channels, 3 if small_stem else 7,
@@ -203,7 +206,7 @@ class ResNet(nnx.Module):
       raise ValueError("ResNet does not support `mask`; use a ViT backbone.")
     x = x.astype(self.dtype)
     x = jax.nn.relu(self.stem(x, train=train))
-    if not self.small_stem:
+    if self.stem_pool:
       x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     intermediates = {}
     for i, stage in enumerate(self.stages):
@@ -228,5 +231,6 @@ def create(cfg: ml_collections.ConfigDict, *, in_channels: int,
   return ResNet(
     block=block, stage_sizes=stage_sizes, widths=widths,
     in_channels=in_channels, small_stem=bool(cfg.get("small_stem", False)),
+    stem_pool=bool(cfg.get("stem_pool", True)),
     width=int(cfg.get("width", 1)), dtype=cfg.get("dtype", "float32"),
     rngs=rngs)

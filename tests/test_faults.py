@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -255,3 +257,29 @@ def test_sigterm_saves_and_resumes_bit_identical(baseline, tmp_path):
   resumed = _train(config, tmp_path)
   jax.tree.map(np.testing.assert_array_equal, expected, jax.device_get(resumed.state))
   assert [r["step"] for r in _rows(tmp_path) if "loss" in r] == [1, 2, 3, 4]
+
+
+# ---- Bad command lines ------------------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--config.batchsize=32"], "error: --config.batchsize names no field of the config; "
+                                "did you mean --config.batch_size?"),
+    (["--config.optim.lrr=1"], "error: --config.optim.lrr names no field of the config; did you mean --config.optim.lr?"),
+    (["--config.batch_size=abc"], "error: flag --config.batch_size=abc: invalid literal for int() with base 10: 'abc'."),
+])
+def test_bad_command_line_is_one_line(tmp_path, args, expected):
+  result = subprocess.run([sys.executable, "-m", "jssl.main", "--config=configs/quickstart.py",
+                           f"--workdir={tmp_path}", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [expected]
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+  result = subprocess.run([sys.executable, "-m", "jssl.main", "--config=configs/no_such.py", f"--workdir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and "configs/no_such.py" in lines[0] and "Traceback" not in result.stderr

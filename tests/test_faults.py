@@ -283,3 +283,15 @@ def test_missing_config_file_is_one_line(tmp_path):
   assert result.returncode == 2
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and "configs/no_such.py" in lines[0] and "Traceback" not in result.stderr
+
+
+# ---- Feature cache -------------------------------------------------------------------------
+
+
+def test_damaged_feature_cache_names_the_file(tmp_path):
+  from jssl.evaluators import feature_cache
+  np.save(tmp_path / "features.npy", np.array([{"not": "numbers"}], dtype=object), allow_pickle=True)
+  with pytest.raises(ValueError) as e:
+    feature_cache._read(str(tmp_path), "features.npy")
+  message = str(e.value)
+  assert str(tmp_path / "features.npy") in message and "\n" not in message and message.endswith(".")

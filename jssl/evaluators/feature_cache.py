@@ -176,10 +176,9 @@ class FeatureStore:
     key = hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:20]
     where = os.path.join(self.cache_dir or os.path.join(path, "eval_features"), key)
     if os.path.exists(os.path.join(where, "meta.json")):
-      with open(os.path.join(where, "meta.json")) as f:
-        meta = json.load(f)
-      labels = np.load(os.path.join(where, "labels.npy")) if meta["has_labels"] else None
-      return FeatureSet(np.load(os.path.join(where, "features.npy")), labels, meta["num_classes"], protocol)
+      meta = _read(where, "meta.json")
+      labels = _read(where, "labels.npy") if meta["has_labels"] else None
+      return FeatureSet(_read(where, "features.npy"), labels, meta["num_classes"], protocol)
 
     info = sources.dataset_info(data)
     if network == "pixels":
@@ -196,6 +195,20 @@ class FeatureStore:
     _write(where, feats, labels, dict(protocol, num_classes=info["num_classes"],
                                       has_labels=labels is not None))
     return FeatureSet(feats, labels, info["num_classes"], protocol)
+
+
+def _read(where: str, name: str):
+  """One file of a cache entry, or one sentence naming the file when it does not read."""
+  path = os.path.join(where, name)
+  try:
+    if name.endswith(".json"):
+      with open(path) as f:
+        return json.load(f)
+    return np.load(path)
+  except Exception as e:  # numpy and json raise many types for damaged files
+    text = str(e).strip().splitlines()
+    raise ValueError(f"The feature cache file {path} does not read ({type(e).__name__}: "
+                     f"{text[0][:200] if text else ''}); delete {where} to extract these features again.") from e
 
 
 def _write(where: str, feats: np.ndarray, labels, meta: dict) -> None:

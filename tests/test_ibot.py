@@ -5,6 +5,7 @@ import numpy as np
 
 from jssl.losses.ibot import patch_loss, update_patch_center
 from jssl.methods import ibot
+from tests import recipes
 from tests.helpers import tiny_config
 from tests.test_train import _batches, _run_steps
 
@@ -73,3 +74,15 @@ def test_one_and_eight_devices_agree():
   for key in ("params", "teacher_params", "method_state"):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), s1[-1][key], s8[-1][key])
   assert not np.allclose(s1[-1]["method_state"]["center_patch"], 0)
+
+
+def test_trains_on_swin():
+  # Swin has no [CLS] token and a final grid coarser than its patch embedding:
+  # the mask is drawn on the final grid, the pooled output stands in for [CLS].
+  config = _tiny_ibot()
+  config.model.name, config.model.variant, config.model.window_size = "swin", "tiny-test", 4
+  config.aug.global_size = config.aug.eval_resize = config.model.image_size = 64   # a 2 x 2 final grid
+  config.ibot.mask_ratio = (0.5, 0.5)
+  _, last, history = recipes.train_steps(config, num_steps=1)
+  assert np.isfinite(history[0]["loss"]) and history[0]["ibot_patch_loss"] > 0
+  assert history[0]["mask_fraction"] > 0

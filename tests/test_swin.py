@@ -150,6 +150,21 @@ def test_mask_token(tiny_swin):
     _apply(tiny_swin, x, mask=jnp.zeros((2, 63), bool))
 
 
+def test_mask_on_token_grid_covers_merged_patches(tiny_swin):
+  # 40 px: a 10 x 10 patch grid merged to 5, 3 and 2 (odd sides padded); a final
+  # token covers an 8 x 8 block of patch embeddings, cropped at the border.
+  assert tiny_swin.token_grid(40, 40) == (2, 2)
+  token_mask = jnp.array([[True, False, False, False], [False, False, False, True]])
+  grid = np.asarray(tiny_swin.expand_mask(token_mask, 40, 40))
+  expected = np.zeros((2, 10, 10), bool)
+  expected[0, :8, :8] = expected[1, 8:, 8:] = True
+  np.testing.assert_array_equal(grid, expected)
+  x = _images((2, 40, 40, 3))
+  by_token, _ = _apply(tiny_swin, x, mask=token_mask)
+  by_patch, _ = _apply(tiny_swin, x, mask=jnp.asarray(expected.reshape(2, 100)))
+  np.testing.assert_array_equal(by_token, by_patch)
+
+
 def test_drop_path_needs_rng(tiny_swin):
   x = _images((2, 32, 32, 3))
   ref, _ = _apply(tiny_swin, x, train=False)

@@ -3,7 +3,7 @@
 The parametric counterpart of SOVE's non-parametric judges (SOVE's Table 7
 compares the two), trained with the same data, budget and evaluation.
 
-- Student: a ViT sees the global views with blockwise-masked patches (the
+- Student: a ViT (or Swin) sees the global views with blockwise-masked patches (the
   learnable mask token of `jssl.models.vit`) and the local views unmasked.
   Teacher (EMA, no stochastic depth, no rng): the global views unmasked.
 - Head: one DINOHead shared by the [CLS] token and the patch tokens (iBOT's
@@ -26,7 +26,10 @@ compares the two), trained with the same data, budget and evaluation.
 - Features handed to the trainer's probe and collapse monitor: the student
   encoder output of global view 0 (masked where its mask says so).
 
-Requires model.name == "vit".
+Requires model.name "vit" or "swin". On Swin (no [CLS] token) the pooled
+output stands in for [CLS], and masks are drawn on the final-stage token grid
+and repeated over the patch embeddings each token is merged from, as iBOT's
+Swin code does (see `jssl.methods.sove` for why).
 """
 import ml_collections
 from flax import nnx
@@ -89,7 +92,7 @@ class Net(nnx.Module):
     v, b = x.shape[:2]
     flat_mask = None if mask is None else mask.reshape((v * b,) + mask.shape[2:])
     feats, inter = self.encoder(x.reshape((v * b,) + x.shape[2:]), train=train, rng=rng, mask=flat_mask)
-    cls, tokens = inter["cls"], inter["tokens"]
+    cls, tokens = inter.get("cls", feats), inter["tokens"]   # Swin: its pooled output
     patch_logits = None
     if not patches:
       cls_logits = self.head(cls, train=train)
@@ -107,8 +110,9 @@ class Net(nnx.Module):
 
 def build(config, *, in_channels: int, rngs: nnx.Rngs):
   c = config.ibot
-  if config.model.name != "vit":
-    raise ValueError(f"ibot needs model.name='vit' (patch tokens and a mask token), got {config.model.name!r}.")
+  if config.model.name not in ("vit", "swin"):
+    raise ValueError(f"ibot needs model.name 'vit' or 'swin' (patch tokens and a mask token), "
+                     f"got {config.model.name!r}.")
   if c.shared_head and c.patch_out_dim != c.out_dim:
     raise ValueError(f"ibot.patch_out_dim={c.patch_out_dim} must equal ibot.out_dim={c.out_dim} "
                      "when ibot.shared_head is True.")
@@ -163,8 +167,7 @@ def loss(student, teacher, method_state, views, *, rng, ctx, config):
   c = config.ibot
   m_key, g_key, l_key = jax.random.split(rng, 3)
   g, b, size = views["global"].shape[:3]
-  p = student.encoder.patch_size
-  mask = make_masks(m_key, config, g, b, (size // p, size // p))
+  mask = make_masks(m_key, config, g, b, student.encoder.token_grid(size, size))
 
   s_cls, s_patch, s_feats = student(views["global"], train=True, rng=g_key, mask=mask)
   if "local" in views:

@@ -15,6 +15,14 @@ embedding of the second global view and E_P one uniformly random teacher patch
 embedding per image (drawn over the patches of both global views: the paper
 says only "one of the local patch embeddings").
 
+Hierarchical backbones (Swin): the mask is drawn on the final-stage token
+grid, where the patch loss and E_P live, and the encoder repeats each masked
+token over the patch embeddings it is merged from (iBOT's Swin does the same;
+`jssl.models.swin.SwinTransformer.expand_mask`). Our choice over masking the
+56 x 56 patch-embedding grid and pooling the mask down: a final token is then
+either fully masked (none of its pixels reach the student) or not at all, so
+"masked position" means one thing for the loss.
+
 Numbers: K = 8192 anchors, k = 8 neighbours, K-dot = 512 patch anchors with
 one judge each, banks 65536 / 8192, lambda1 = lambda2 = 1, masking 0.3
 blockwise are the paper's (sec. 2, appendix A.1). Student T 0.1 and teacher T
@@ -173,8 +181,7 @@ def loss(student, teacher, method_state, views, *, rng, ctx, config):
   mask_key, g_key, l_key, task_key, patch_key, pick_key = jax.random.split(rng, 6)
   glob = views["global"]
   num_g, b = glob.shape[:2]
-  p = student.encoder.patch_size
-  grid = (glob.shape[2] // p, glob.shape[3] // p)
+  grid = student.encoder.token_grid(glob.shape[2], glob.shape[3])
   mask = make_mask(mask_key, config, num_g * b, grid)                    # [G * B, N]
 
   s_glob, s_patch, s_feats = student(glob, train=True, rng=g_key, mask=mask, patches=True)

@@ -308,6 +308,39 @@ class SwinTransformer(nnx.Module):
     self.norm = nnx.LayerNorm(self.out_dim, epsilon=_LN_EPS, dtype=jnp.float32,
                               rngs=rngs)
 
+  def token_grid(self, height: int, width: int) -> tuple[int, int]:
+    """(h, w) of the final-stage grid ("tokens") for a height x width input.
+
+    This is also the grid masks are drawn on (see `__call__`): each merging
+    halves a side, rounding up as PatchMerging's zero padding does.
+    """
+    h, w = height // PATCH_SIZE, width // PATCH_SIZE
+    for _ in range(len(self.stages) - 1):
+      h, w = -(-h // 2), -(-w // 2)
+    return h, w
+
+  def expand_mask(self, mask: jax.Array, height: int,
+                  width: int) -> jax.Array:
+    """A [B, N] mask on the patch-embedding or the token grid -> [B, h, w].
+
+    A mask on the final token grid (`token_grid`) is repeated over the
+    2**(stages - 1) x 2**(stages - 1) patch embeddings each final token is
+    merged from (cropped where merging padded), as iBOT's Swin does, so a
+    masked final token saw none of its pixels.
+    """
+    h, w = height // PATCH_SIZE, width // PATCH_SIZE
+    b = mask.shape[0]
+    if mask.shape[1:] == (h * w,):
+      return mask.reshape(b, h, w)
+    th, tw = self.token_grid(height, width)
+    if mask.shape[1:] != (th * tw,):
+      raise ValueError(
+        f"mask must be [B, N] with N = {h * w} (the patch-embedding grid) or "
+        f"{th * tw} (the token grid) for this input, got {mask.shape}.")
+    f = 2 ** (len(self.stages) - 1)
+    up = jnp.repeat(jnp.repeat(mask.reshape(b, th, tw), f, axis=1), f, axis=2)
+    return up[:, :h, :w]
+
   def __call__(self, x: jax.Array, *, train: bool,
                rng: jax.Array | None = None, mask: jax.Array | None = None,
                **unused_kwargs) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -318,9 +351,11 @@ class SwinTransformer(nnx.Module):
       train: training mode; only stochastic depth depends on it.
       rng: PRNG key for stochastic depth, used when train is True and
         drop_path > 0. Without it no path is dropped (EMA teachers run so).
-      mask: optional bool [B, N], N = (H / 4) * (W / 4) in row-major order;
-        True patch embeddings (after the patch norm) are replaced by the learned
-        mask token (masked image modelling).
+      mask: optional bool [B, N] in row-major order, either on the patch
+        embedding grid (N = (H / 4) * (W / 4)) or on the final token grid
+        (`token_grid`, expanded by `expand_mask`); True patch embeddings (after
+        the patch norm) are replaced by the learned mask token (masked image
+        modelling).
       **unused_kwargs: accepted so that callers can pass the same keywords to
         every backbone; ignored.
 
@@ -343,10 +378,9 @@ class SwinTransformer(nnx.Module):
     x = self.patch_norm(x).astype(self.dtype)  # [B, h, w, C]
     _, h, w, c = x.shape
     if mask is not None:
-      if mask.shape != (b, h * w):
-        raise ValueError(
-          f"mask must be [B, N] = {(b, h * w)} for this input, got {mask.shape}.")
-      x = jnp.where(mask.reshape(b, h, w, 1),
+      if mask.ndim != 2 or mask.shape[0] != b:
+        raise ValueError(f"mask must be [B, N] with B = {b}, got {mask.shape}.")
+      x = jnp.where(self.expand_mask(mask, hh, ww)[..., None],
                     self.mask_token[...].astype(x.dtype), x)
 
     intermediates = {}

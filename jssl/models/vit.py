@@ -9,6 +9,7 @@ Pre-norm blocks, a [CLS] token, learned position embeddings, no classifier. Conf
   cfg.drop_path = 0.0        # stochastic depth, linearly increasing over blocks
   cfg.pool = "cls"           # "cls" or "mean" (of the patch tokens)
   cfg.attention_impl = None  # passed to jax.nn.dot_product_attention
+  # optional overrides of the preset (ablations, fast tests): cfg.depth, cfg.width, cfg.num_heads
 
 Inputs whose patch grid differs from the configured one (e.g. 96 px multi-crop local
 views into a 224 px model) get bilinearly resized patch position embeddings; the
@@ -220,6 +221,10 @@ class VisionTransformer(nnx.Module):
       for rate in rates])
     self.norm = nnx.LayerNorm(width, epsilon=1e-6, dtype=jnp.float32, rngs=rngs)
 
+  def token_grid(self, height: int, width: int) -> tuple[int, int]:
+    """(h, w) of the patch grid ("tokens", and masks) for a height x width input."""
+    return height // self.patch_size, width // self.patch_size
+
   def __call__(self, x: jax.Array, *, train: bool,
                rng: jax.Array | None = None, mask: jax.Array | None = None,
                **unused_kwargs) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -294,6 +299,10 @@ def create(cfg: ml_collections.ConfigDict, *, in_channels: int,
   sizes = decode_variant(cfg.get("variant", None))
   if cfg.get("depth", None):  # fewer blocks than the preset: ablations and fast tests
     sizes["depth"] = int(cfg.depth)
+  if cfg.get("width", None):  # a narrower trunk (MLP_RATIO x width MLPs), same patch size
+    sizes.update(width=int(cfg.width), mlp_dim=MLP_RATIO * int(cfg.width))
+  if cfg.get("num_heads", None):
+    sizes["num_heads"] = int(cfg.num_heads)
   image_size = cfg.get("image_size", None)
   if image_size is None:
     raise ValueError("model.image_size is required for a ViT (e.g. 224).")

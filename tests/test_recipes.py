@@ -1,0 +1,55 @@
+"""Every recipe in configs/ takes real train steps, and every recipe in configs/eval/ evaluates a run.
+
+Shrunk by tests/recipes.py (sizes only); the step is the trainer's jitted step.
+"""
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from jssl import sharding, train
+from jssl.evaluators import program
+from tests import recipes
+from tests.helpers import tiny_config
+
+
+@pytest.mark.parametrize("path", recipes.TRAIN_CONFIGS, ids=os.path.basename)
+def test_recipe_trains(path):
+  config = recipes.shrink(recipes.load(path))
+  recipe = recipes.load(path)
+  for key in ("method", "model.name", "model.variant", "model.dtype", "aug.num_local", "optim.name"):
+    a, b = config, recipe
+    for part in key.split("."):
+      a, b = a.get(part), b.get(part)
+    assert a == b, key     # the helper changes sizes only
+  first, last, history = recipes.train_steps(config)
+  for metrics in history:
+    assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves(metrics)), metrics
+  moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(first["params"]), jax.tree.leaves(last["params"]))]
+  assert any(moved)
+  assert int(last["step"]) == 2
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("recipe_run"))
+  config = tiny_config("byol")
+  config.total_steps = 1
+  config.eval.train_examples, config.eval.test_examples = 64, 32
+  trainer = train.Trainer(config, workdir, verbose=False).prepare()
+  try:
+    trainer.run()
+  finally:
+    trainer.checkpointer.close()
+  return workdir
+
+
+@pytest.mark.parametrize("path", recipes.EVAL_CONFIGS, ids=os.path.basename)
+def test_eval_recipe_runs(path, run_dir, tmp_path):
+  config = recipes.shrink_eval(recipes.load(path, run_dir))
+  config.cache_dir = str(tmp_path / "cache")
+  rows = program.run(config, str(tmp_path / "out"), mesh=sharding.make_mesh(1))
+  evals = {r["evaluation"] for r in rows}
+  assert evals == set(config.evals.split(","))
+  assert all(0.0 <= r["value"] <= 1.0 for r in rows)

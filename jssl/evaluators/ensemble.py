@@ -1,7 +1,7 @@
 """Gradient descent at inference time: a learned representation of an ensemble (paper 001).
 
 Given M frozen members with cached features z^(j) [n, d_j], learn a bank
-Psi [n, d] and one MLP phi_j per member, phi_j(psi) = relu(relu(psi W1 + b1) W2
+Psi [n, d] and one MLP phi_j per member, phi_j(psi) = a_j(relu(psi W1 + b1) W2
 + b2) with W1 [d, d_j], W2 [d_j, d_j], minimising the cosine loss
     L = mean_i mean_j (1 - cos(phi_j(psi_i), z_i^(j))).
 Psi starts at the L2-normalised mean of the members' normalised features; for
@@ -10,6 +10,13 @@ MLPs are frozen and a new image's psi, started from its normalised mean
 feature, is optimised by the same loss.
 
 Choices the paper leaves open, made here:
+  * The output activation a_j. The paper's a_j is a ReLU because its ResNet
+    targets are post-ReLU (non-negative); a ViT's or Swin's "pre_logits" is a
+    LayerNorm output with signed entries that a ReLU can never reproduce. So
+    a_j follows the member's features: "relu" when every train feature entry
+    is >= 0, "identity" otherwise (`output_activations`, config field
+    ensemble.output_activation = auto | relu | identity, per member if
+    comma-separated). For ResNet members "auto" is the paper's ReLU.
   * Widths. The paper's members share one width (2048) and Psi has that width.
     With different widths, each member's normalised feature is zero-padded to
     d = max_j d_j before averaging (the first coordinates of every member line
@@ -65,15 +72,41 @@ def init_mlps(key, d: int, widths) -> list[dict]:
   return mlps
 
 
-def apply_mlp(p: dict, psi: jax.Array) -> jax.Array:
-  """[B, d] -> [B, d_j], ReLU after both layers (the targets are post-ReLU features)."""
+ACTIVATIONS = ("relu", "identity")
+
+
+def output_activations(members, setting: str = "auto") -> tuple[str, ...]:
+  """Each member's output activation: `setting` (one, or one per member, comma-separated);
+  "auto" is "relu" for non-negative features (post-ReLU, as in the paper) and "identity"
+  for signed ones (LayerNorm outputs of ViT and Swin)."""
+  parts = [p.strip() for p in str(setting).split(",")]
+  if len(parts) == 1:
+    parts = parts * len(members)
+  if len(parts) != len(members):
+    raise ValueError(f"ensemble.output_activation={setting!r} gives {len(parts)} values for {len(members)} "
+                     "members; give one or one per member.")
+  acts = []
+  for part, z in zip(parts, members):
+    if part == "auto":
+      part = "relu" if float(np.min(np.asarray(z))) >= 0.0 else "identity"
+    if part not in ACTIVATIONS:
+      raise ValueError(f"ensemble.output_activation={setting!r}: {part!r} is not auto, relu or identity.")
+    acts.append(part)
+  return tuple(acts)
+
+
+def apply_mlp(p: dict, psi: jax.Array, act: str = "relu") -> jax.Array:
+  """[B, d] -> [B, d_j]: ReLU after the first layer, `act` after the second."""
   h = jax.nn.relu(psi @ p["w1"] + p["b1"])
-  return jax.nn.relu(h @ p["w2"] + p["b2"])
+  y = h @ p["w2"] + p["b2"]
+  return jax.nn.relu(y) if act == "relu" else y
 
 
-def loss_fn(mlps, psi, targets, mask) -> jax.Array:
+def loss_fn(mlps, psi, targets, mask, acts=None) -> jax.Array:
   """Masked mean over rows and members of 1 - cos(phi_j(psi_i), z_i^(j)); targets are unit rows."""
-  per_row = sum(1.0 - jnp.sum(normalize(apply_mlp(p, psi)) * z, axis=-1) for p, z in zip(mlps, targets))
+  acts = acts or ("relu",) * len(mlps)
+  per_row = sum(1.0 - jnp.sum(normalize(apply_mlp(p, psi, a)) * z, axis=-1)
+                for p, z, a in zip(mlps, targets, acts))
   return jnp.sum(per_row * mask) / (len(mlps) * jnp.maximum(jnp.sum(mask), 1.0))
 
 
@@ -88,9 +121,9 @@ def _lazy_adam_rows(bank, m, v, count, idx, g, lr, b1=0.9, b2=0.999, eps=1e-8):
   return bank.at[idx].set(rows), m.at[idx].set(mi), v.at[idx].set(vi), count.at[idx].set(c)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "batch_size", "train_mlps", "train_bank", "lr"),
+@functools.partial(jax.jit, static_argnames=("n", "batch_size", "train_mlps", "train_bank", "lr", "acts"),
                    donate_argnums=(0,))
-def _epoch(carry, targets, key, *, n, batch_size, train_mlps, train_bank, lr):
+def _epoch(carry, targets, key, *, n, batch_size, train_mlps, train_bank, lr, acts):
   """One epoch over a fresh permutation of rows [0, n); carry = (bank, m, v, count, mlps, mlp_opt).
 
   Bank rows from n on are padding; row n also pads the last minibatch (masked out of the loss).
@@ -104,7 +137,7 @@ def _epoch(carry, targets, key, *, n, batch_size, train_mlps, train_bank, lr):
     bank, m, v, count, mlps, mlp_opt = c
     mask = (idx < n).astype(jnp.float32)
     zs = [z[idx] for z in targets]
-    loss, (g_mlp, g_psi) = jax.value_and_grad(loss_fn, argnums=(0, 1))(mlps, bank[idx], zs, mask)
+    loss, (g_mlp, g_psi) = jax.value_and_grad(loss_fn, argnums=(0, 1))(mlps, bank[idx], zs, mask, acts)
     if train_mlps:
       upd, mlp_opt = tx.update(g_mlp, mlp_opt, mlps)
       mlps = optax.apply_updates(mlps, upd)
@@ -117,7 +150,8 @@ def _epoch(carry, targets, key, *, n, batch_size, train_mlps, train_bank, lr):
 
 
 def fit(members, *, epochs: int = 50, batch_size: int = 256, lr: float = 3e-4, warmup_fraction: float = 0.5,
-        mlps: list[dict] | None = None, seed: int = 0, mesh=None, axis: str = "data"):
+        mlps: list[dict] | None = None, seed: int = 0, mesh=None, axis: str = "data",
+        output_activation: str = "auto"):
   """Learns representations of n images from M members' features.
 
   Args:
@@ -130,6 +164,9 @@ def fit(members, *, epochs: int = 50, batch_size: int = 256, lr: float = 3e-4, w
       for all epochs.
     seed: permutation and MLP-initialisation seed.
     mesh: if given, the bank and its Adam moments are sharded over `axis` by rows.
+    output_activation: the MLPs' output activation(s), see `output_activations`. Frozen MLPs
+      must get the setting they were trained with: `representations` resolves "auto" on the
+      training members and passes the result on.
 
   Returns:
     (psi [n, d] float32 numpy, mlps, per-epoch mean losses [epochs]).
@@ -140,6 +177,7 @@ def fit(members, *, epochs: int = 50, batch_size: int = 256, lr: float = 3e-4, w
   if any(z.shape[0] != n for z in members):
     raise ValueError(f"ensemble members must describe the same images; got rows {[z.shape[0] for z in members]}.")
   d = width(members)
+  acts = output_activations(members, output_activation)
   key = jax.random.PRNGKey(seed)
   frozen = mlps is not None
   if frozen:
@@ -163,7 +201,7 @@ def fit(members, *, epochs: int = 50, batch_size: int = 256, lr: float = 3e-4, w
   losses = []
   for e in range(epochs):  # a Python loop over epochs; each epoch is one jitted scan
     carry, loss = _epoch(carry, targets, jax.random.fold_in(key, 1000 + e), n=n, batch_size=batch_size,
-                         train_mlps=not frozen, train_bank=e >= warmup, lr=lr)
+                         train_mlps=not frozen, train_bank=e >= warmup, lr=lr, acts=acts)
     losses.append(float(loss))
   return np.asarray(carry[0][:n]), carry[4], np.asarray(losses)
 
@@ -174,6 +212,7 @@ def representations(train_members, test_members, **kwargs):
   Returns:
     dict(train [n, d], test [m, d], mlps, train_losses, test_losses).
   """
+  kwargs["output_activation"] = ",".join(output_activations(train_members, kwargs.get("output_activation", "auto")))
   train_psi, mlps, train_losses = fit(train_members, **kwargs)
   kw = {k: v for k, v in kwargs.items() if k != "warmup_fraction"}
   test_psi, _, test_losses = fit(test_members, mlps=mlps, **kw)

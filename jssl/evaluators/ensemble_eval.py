@@ -34,7 +34,9 @@ def rows(config, paths, networks, layers, features, mesh) -> list[dict]:
   base = dict(checkpoint=list(paths), step=tr[0].protocol["step"], network=",".join(networks), layer=",".join(layers),
               train=f"{tr[0].protocol['split']} ({len(ytr)})", test=f"{te[0].protocol['split']} ({len(yte)})",
               k=k, T=t, vote="cosine")
-  fit_kw = dict(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=config.seed, mesh=mesh)
+  acts = ",".join(ensemble.output_activations(ztr, cfg.get("output_activation", "auto")))
+  fit_kw = dict(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=config.seed, mesh=mesh,
+                output_activation=acts)
   out = []
 
   def add(metric, train_rep, test_rep, **extra):
@@ -48,7 +50,7 @@ def rows(config, paths, networks, layers, features, mesh) -> list[dict]:
   add("concatenation", ensemble.concat(ztr), ensemble.concat(zte))
   learned = ensemble.representations(ztr, zte, warmup_fraction=cfg.warmup_fraction, **fit_kw)
   add("learned (paper 001)", learned["train"], learned["test"], epochs=cfg.epochs, lr=cfg.lr,
-      batch=cfg.batch_size, warmup=cfg.warmup_fraction,
+      batch=cfg.batch_size, warmup=cfg.warmup_fraction, output_activation=acts,
       loss=f"train {learned['train_losses'][-1]:.4f}, test {learned['test_losses'][-1]:.4f}")
 
   if cfg.transfer_source:

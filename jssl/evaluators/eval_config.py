@@ -46,6 +46,8 @@ def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
   c.ensemble.warmup_fraction = 0.5
   c.ensemble.k = 20
   c.ensemble.temperature = 0.07
+  c.ensemble.output_activation = "auto"   # MLP output: auto (relu for non-negative features, else
+                                          # identity) | relu | identity; comma-separated per member
   c.ensemble.members_alone = True    # also report each member alone as a baseline
   c.ensemble.transfer_source = ""    # data source to train the MLPs on (e.g. fashion_mnist); "": none
   c.ensemble.transfer_name = ""      # its TFDS name, for transfer_source=tfds

@@ -14,8 +14,11 @@ STEPS=${STEPS:-300}; BATCH=${BATCH:-64}; DEPTH=${DEPTH:-4}
 PY=${PYTHON:-python}
 # Short budgets: warm-ups expressed in epochs are shortened so that they end well
 # before the last step (the same for all methods).
+# The table in docs/sove.md was measured with the global-norm clipping the recipes had
+# then; CLIP=per_tensor gives the recipes' current (reference) clipping.
+CLIP=${CLIP:-global}
 COMMON=(--config.total_steps="$STEPS" --config.batch_size="$BATCH" --config.model.depth="$DEPTH"
-        --config.optim.warmup_epochs=0.05 --config.eval.train_examples=10000 --config.log_every_steps=25
+        --config.optim.clip_mode="$CLIP" --config.optim.warmup_epochs=0.05 --config.eval.train_examples=10000 --config.log_every_steps=25
         --config.checkpoint_every_steps=100000)
 $PY -m jssl.main --config=configs/dino_vit_tiny_fmnist.py --workdir="$OUT/dino" "${COMMON[@]}" \
     --config.optim.freeze_epochs=0.05

@@ -15,6 +15,7 @@ from jssl import config as cfg
 
 
 def get_config():
+  # Optimiser, EMA and the teacher monitor: DINO's recipe (training_defaults of the method).
   c = cfg.base("sove", data_source="fashion_mnist", aug_recipe="dino", global_size=28, local_size=12,
                num_local=4, channels=1, small_images=True)
   c.model.name = "vit"
@@ -29,14 +30,5 @@ def get_config():
   c.sove.num_patch_anchors = 256
   c.batch_size = 256
   c.num_epochs = 100
-  c.optim.name = "adamw"
-  c.optim.lr = 5e-4
-  c.optim.min_lr = 1e-6
-  c.optim.warmup_epochs = 10
-  c.optim.weight_decay = 0.04
-  c.optim.weight_decay_end = 0.4
-  c.optim.clip_grad = 3.0
-  c.ema.base = 0.996
-  c.eval.network = "teacher"
   c.eval.every_steps = 2340
   return c

@@ -19,6 +19,7 @@ from jssl import config as cfg
 
 
 def get_config():
+  # Optimiser, EMA and the teacher monitor: DINO's recipe (training_defaults of the method).
   c = cfg.base("sove", data_source="tfds", data_name="imagenet2012", aug_recipe="dino", global_size=224, local_size=96,
                num_local=10, channels=3, small_images=False)
   c.data.eval_split = "validation"
@@ -32,15 +33,6 @@ def get_config():
   c.model.dtype = "bfloat16"
   c.batch_size = 1024
   c.num_epochs = 400
-  c.optim.name = "adamw"
-  c.optim.lr = 5e-4           # x batch/256
-  c.optim.min_lr = 1e-6
-  c.optim.warmup_epochs = 10
-  c.optim.weight_decay = 0.04
-  c.optim.weight_decay_end = 0.4
-  c.optim.clip_grad = 3.0
-  c.ema.base = 0.996
-  c.eval.network = "teacher"
   c.eval.every_steps = 10 * (1281167 // 1024)
   c.eval.train_examples = 100_000
   c.checkpoint_every_steps = 2000

@@ -57,7 +57,8 @@ def base(method: str, *, data_source: str = "fashion_mnist", data_name: str | No
   c.optim.weight_decay_end = -1.0   # >= 0: cosine schedule from weight_decay to this value
   c.optim.momentum = 0.9
   c.optim.b2 = 0.999
-  c.optim.clip_grad = 0.0     # > 0: clip the global gradient norm
+  c.optim.clip_grad = 0.0     # > 0: clip gradients to this norm
+  c.optim.clip_mode = "global"  # global: their joint norm | per_tensor: each tensor's (DINO/iBOT/SOVE code)
   c.optim.frozen = ""         # regex over parameter paths frozen for freeze_epochs
   c.optim.freeze_epochs = 0.0
 

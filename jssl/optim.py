@@ -1,5 +1,7 @@
 """Optimizers from config: warm-up + cosine learning rate, scheduled weight decay,
-no decay on norms and biases, gradient clipping and frozen parameter groups."""
+no decay on norms and biases, gradient clipping (of the global norm, or of each
+tensor's norm as the DINO/iBOT/SOVE code does: optim.clip_mode) and frozen
+parameter groups."""
 import re
 
 import jax
@@ -55,6 +57,26 @@ def freeze(mask, until_step: int) -> optax.GradientTransformation:
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+def clip_per_tensor(max_norm: float) -> optax.GradientTransformation:
+  """Scales each gradient tensor g to at most `max_norm`: g * min(1, max_norm / (||g|| + 1e-6)).
+
+  The clipping of the official DINO, iBOT and SOVE code (`clip_gradients`), which
+  clips every parameter's gradient on its own; `optax.clip_by_global_norm` clips
+  their joint norm instead.
+  """
+  def update_fn(updates, state, params=None):
+    del params
+    def clip(g):
+      norm = jnp.sqrt(jnp.sum(jnp.square(g.astype(jnp.float32))))
+      return (g * jnp.minimum(1.0, max_norm / (norm + 1e-6))).astype(g.dtype)
+    return jax.tree.map(clip, updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+CLIP_MODES = ("global", "per_tensor")
+
+
 def frozen_mask(params, pattern: str):
   """True for parameters whose path matches the regex `pattern`."""
   rx = re.compile(pattern)
@@ -84,7 +106,10 @@ def make_optimizer(config, params, total_steps: int, steps_per_epoch: int) -> op
     parts.append(freeze(fmask, until))
     base = optax.chain(base, freeze(fmask, until))
   if o.clip_grad > 0:
-    parts.append(optax.clip_by_global_norm(o.clip_grad))
+    mode = o.get("clip_mode", "global")
+    if mode not in CLIP_MODES:
+      raise ValueError(f"optim.clip_mode={mode!r} must be one of {', '.join(CLIP_MODES)}.")
+    parts.append(optax.clip_by_global_norm(o.clip_grad) if mode == "global" else clip_per_tensor(o.clip_grad))
   return optax.chain(*parts, base)
 
 

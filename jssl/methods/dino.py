@@ -37,14 +37,8 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def training_defaults(c: ml_collections.ConfigDict) -> None:
-  """DINO's optimisation recipe (METHODS.md), applied by `jssl.config.base`: AdamW
-  lr 5e-4 x batch/256 with 10 warm-up epochs to min 1e-6, weight decay 0.04 -> 0.4
-  (cosine), gradient clipping 3.0, the head's last layer frozen during epoch 1, EMA
-  0.996 -> 1, and the k-NN monitor on the teacher."""
-  c.optim.update(name="adamw", lr=5e-4, min_lr=1e-6, warmup_epochs=10.0, weight_decay=0.04,
-                 weight_decay_end=0.4, clip_grad=3.0, frozen="last_layer", freeze_epochs=1.0)
-  c.ema.base = 0.996
-  c.eval.network = "teacher"
+  """DINO's optimisation recipe, applied by `jssl.config.base` (`common.dino_training_defaults`)."""
+  common.dino_training_defaults(c, freeze_last_layer=True)
 
 
 class Net(nnx.Module):

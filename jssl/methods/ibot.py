@@ -70,6 +70,12 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
+def training_defaults(c: ml_collections.ConfigDict) -> None:
+  """iBOT's code keeps DINO's optimisation recipe, last-layer freezing included
+  (`common.dino_training_defaults`); applied by `jssl.config.base`."""
+  common.dino_training_defaults(c, freeze_last_layer=True)
+
+
 class Net(nnx.Module):
   """ViT + DINO head(s): per-view [CLS] logits, patch logits and pooled features."""
 

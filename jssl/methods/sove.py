@@ -77,6 +77,12 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
+def training_defaults(c: ml_collections.ConfigDict) -> None:
+  """The SOVE code's optimisation recipe is DINO's (`common.dino_training_defaults`, per-tensor
+  gradient clipping included); no last layer to freeze (no prototypes). Applied by `jssl.config.base`."""
+  common.dino_training_defaults(c, freeze_last_layer=False)
+
+
 def validate(config) -> None:
   """Raises one sentence naming the bad `sove.*` field."""
   c = config.sove

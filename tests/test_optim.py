@@ -1,0 +1,42 @@
+"""Gradient clipping modes: each tensor's norm (DINO/iBOT/SOVE code) or the global norm."""
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jssl import optim
+from tests.helpers import tiny_config
+from tests.recipes import ROOT, load
+
+
+def _clip(mode, grads):
+  config = tiny_config("byol")
+  config.optim.name, config.optim.lr, config.optim.weight_decay = "sgd", 1.0, 0.0
+  config.optim.momentum, config.optim.warmup_epochs, config.batch_size = 0.0, 0.0, 256
+  config.optim.clip_grad, config.optim.clip_mode = 3.0, mode
+  params = {k: jnp.zeros_like(v) for k, v in grads.items()}
+  tx = optim.make_optimizer(config, params, total_steps=10, steps_per_epoch=1)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  return {k: -np.asarray(v) for k, v in updates.items()}   # sgd at lr 1: the clipped gradient
+
+
+def test_per_tensor_clips_each_tensor_on_its_own():
+  grads = {"big": jnp.array([6.0, 0.0]), "small": jnp.array([0.0, 1.0])}
+  per_tensor = _clip("per_tensor", grads)
+  np.testing.assert_allclose(per_tensor["big"], [3.0 * 6 / (6 + 1e-6), 0.0], rtol=1e-6)
+  np.testing.assert_allclose(per_tensor["small"], [0.0, 1.0], rtol=1e-6)
+  glob = _clip("global", grads)
+  scale = 3.0 / np.sqrt(37.0)
+  np.testing.assert_allclose(glob["big"], [6 * scale, 0.0], rtol=1e-5)
+  np.testing.assert_allclose(glob["small"], [0.0, scale], rtol=1e-5)
+  with pytest.raises(ValueError, match="optim.clip_mode='norm' must be one of global, per_tensor"):
+    _clip("norm", grads)
+
+
+@pytest.mark.parametrize("name", ["dino_vits16_imagenet.py", "ibot_vits16.py", "sove_vitb.py", "sove_swint.py"])
+def test_reference_recipes_clip_per_tensor(name):
+  config = load(os.path.join(ROOT, "configs", name))
+  assert (config.optim.clip_grad, config.optim.clip_mode) == (3.0, "per_tensor")
+  assert config.optim.name == "adamw" and config.ema.base == 0.996
+  assert config.optim.frozen == ("" if name.startswith("sove") else "last_layer")

@@ -28,6 +28,7 @@ def get_config():
   c.sove.patch_bank_size = 1024
   c.sove.num_anchors = 1024
   c.sove.num_patch_anchors = 256
+  c.sove.num_tasks = c.sove.num_patch_tasks = 1   # one draw each: the CPU budget of docs/sove.md's comparison
   c.batch_size = 256
   c.num_epochs = 100
   c.eval.every_steps = 2340

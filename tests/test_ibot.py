@@ -86,3 +86,21 @@ def test_trains_on_swin():
   _, last, history = recipes.train_steps(config, num_steps=1)
   assert np.isfinite(history[0]["loss"]) and history[0]["ibot_patch_loss"] > 0
   assert history[0]["mask_fraction"] > 0
+
+
+def test_blockwise_masks_use_the_reference_min_block(monkeypatch):
+  from jssl.data import masking
+  blocks = []
+  blockwise = masking.blockwise_mask
+
+  def recording(*args, min_block, **kwargs):
+    blocks.append(min_block)
+    return blockwise(*args, min_block=min_block, **kwargs)
+
+  monkeypatch.setattr(masking, "blockwise_mask", recording)
+  config = _tiny_ibot()
+  config.ibot.mask_min_block = ibot.default_config().mask_min_block    # -1: (min(h, w) // 3)**2
+  ibot.make_masks(jax.random.PRNGKey(0), config, 2, 4, (14, 14))
+  config.ibot.mask_min_block = 3
+  ibot.make_masks(jax.random.PRNGKey(0), config, 2, 4, (14, 14))
+  assert blocks == [16, 3]

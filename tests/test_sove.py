@@ -138,6 +138,7 @@ def _tiny_config():
   c.sove.num_neighbors = 2
   c.sove.num_patch_anchors = 4
   c.sove.num_tasks = 2
+  c.sove.num_patch_tasks = 2
   c.sove.topk_block_size = 24
   c.optim.name = "adamw"
   c.optim.lr = 1e-3
@@ -218,3 +219,35 @@ def test_resume_restores_banks_exactly(tmp_path):
   assert int(resumed["method_state"]["cls_bank"]["ptr"]) == 32
   jax.tree.map(np.testing.assert_array_equal, full["method_state"], resumed["method_state"])
   jax.tree.map(np.testing.assert_array_equal, full["params"], resumed["params"])
+
+
+def test_task_counts_and_reference_min_block(monkeypatch):
+  # Each [CLS] task and each [MIM] task draws its own judges; blockwise masks use the
+  # reference smallest block (min(h, w) // 3)**2 = 4 on the 7 x 7 grid of Ti/4 at 28 px.
+  from jssl import train
+  from jssl.data import masking
+  from jssl.losses import sove as sove_losses
+  calls, blocks = [], []
+  select, blockwise = sove_losses.select_judges, masking.blockwise_mask
+
+  def counting_select(key, bank, *args, **kwargs):
+    calls.append(bank.shape[0])
+    return select(key, bank, *args, **kwargs)
+
+  def recording_blockwise(*args, min_block, **kwargs):
+    blocks.append(min_block)
+    return blockwise(*args, min_block=min_block, **kwargs)
+
+  monkeypatch.setattr(sove_losses, "select_judges", counting_select)
+  monkeypatch.setattr(masking, "blockwise_mask", recording_blockwise)
+  config = _tiny_config()
+  config.sove.num_tasks, config.sove.num_patch_tasks = 3, 2
+  setup, init_fn = state_lib.build(config, in_channels=1, num_classes=10, total_steps=4, steps_per_epoch=2)
+  state = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
+  batch = {"image": jax.ShapeDtypeStruct((16, 28, 28, 1), jnp.uint8), "label": jax.ShapeDtypeStruct((16,), jnp.int32)}
+  jax.eval_shape(train.make_train_step(config, setup), state, batch)
+  assert calls == [64] * 3 + [32] * 2      # E_C has 64 rows, E_P 32
+  assert blocks == [4]
+  assert masking.reference_min_block((14, 14)) == 16
+  from jssl.methods import sove as sove_method
+  assert (sove_method.default_config().num_tasks, sove_method.default_config().num_patch_tasks) == (4, 4)

@@ -66,6 +66,14 @@ def random_mask(rng: jax.Array, batch_size: int, grid_hw: tuple[int, int], ratio
   return jax.vmap(one)(jax.random.split(rng, batch_size))
 
 
+def reference_min_block(grid_hw: tuple[int, int]) -> int:
+  """iBOT's (and the SOVE code's) smallest block: (min(h, w) // 3)**2 patches, at least 1.
+
+  16 on a 14 x 14 grid, 4 on 7 x 7; BEiT's fixed 4 is what `blockwise_mask` defaults to.
+  """
+  return max(1, (min(grid_hw) // 3) ** 2)
+
+
 def blockwise_mask(rng: jax.Array, batch_size: int, grid_hw: tuple[int, int], ratio: Ratio, *,
                    mask_prob: float = 1.0, min_block: int = 4, aspect: tuple[float, float] = (0.3, 1 / 0.3),
                    max_attempts: int = 64) -> jax.Array:

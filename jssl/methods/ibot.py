@@ -56,7 +56,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.mask_mode = "blockwise"     # blockwise | random
   c.mask_ratio = (0.1, 0.5)     # (min, max) sampled per image; (r, r) for a fixed ratio
   c.mask_prob = 0.5             # fraction of global-view images masked at all
-  c.mask_min_block = 4          # smallest block, in patches (blockwise only)
+  c.mask_min_block = -1         # smallest block in patches (blockwise); < 0: iBOT's (min(h, w) // 3)**2
   c.lambda1 = 1.0               # weight of the [CLS] loss
   c.lambda2 = 1.0               # weight of the patch loss
   c.student_temp = 0.1
@@ -164,7 +164,8 @@ def make_masks(rng: jax.Array, config, num_views: int, batch: int, grid_hw: tupl
     m = masking.random_mask(rng, num_views * batch, grid_hw, ratio, mask_prob=c.mask_prob)
   else:
     m = masking.blockwise_mask(rng, num_views * batch, grid_hw, ratio, mask_prob=c.mask_prob,
-                               min_block=c.mask_min_block)
+                               min_block=c.mask_min_block if c.mask_min_block > 0
+                               else masking.reference_min_block(grid_hw))
   return m.reshape(num_views, batch, -1)
 
 

@@ -25,7 +25,13 @@ either fully masked (none of its pixels reach the student) or not at all, so
 
 Numbers: K = 8192 anchors, k = 8 neighbours, K-dot = 512 patch anchors with
 one judge each, banks 65536 / 8192, lambda1 = lambda2 = 1, masking 0.3
-blockwise are the paper's (sec. 2, appendix A.1). Student T 0.1 and teacher T
+blockwise are the paper's (sec. 2, appendix A.1); 4 [CLS] tasks and 4 [MIM]
+tasks per step (independent judge draws, each loss averaged over its tasks) are
+the best of the paper's Table B.1 and the official code's. The smallest
+blockwise block, (min(h, w) // 3)**2 patches, is iBOT's and the code's. The
+code's "low energy" anchor step (sample more anchors, keep half of them by
+inverse coefficient of variation) is not implemented: anchors are uniform, as
+the paper describes. Student T 0.1 and teacher T
 0.04 with a 30-epoch linear warm-up (from 0.04, i.e. constant unless changed),
 the teacher temperature also used for the patch loss, anchor label 0.9,
 neighbours among non-anchor rows and the smoothed one-hot patch labels are the
@@ -57,7 +63,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.num_neighbors = 8          # k extra judges per anchor (paper)
   c.num_patch_anchors = 512    # K-dot (paper)
   c.patch_neighbors = 0        # the patch loss keeps one judge per concept (paper, Table 8)
-  c.num_tasks = 1              # independent judge draws per step, losses averaged
+  c.num_tasks = 4              # [CLS] tasks: independent judge draws per step, losses averaged
+  c.num_patch_tasks = 4        # [MIM] tasks: the same for the patch loss (paper Table B.1 and code: 4 and 4)
   c.one_hot = False            # True: neighbours weigh 1 (paper's ablation), not their similarity
   c.anchor_weight = -1.0       # < 0: 1, the anchor's similarity with itself (paper); code: 0.9
   c.patch_anchor_weight = -1.0  # < 0: one-hot patch labels (paper); code: 0.9 smoothed one-hot
@@ -65,6 +72,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.topk_block_size = 4096     # bank rows per block of the neighbour search
   c.mask_mode = "blockwise"    # blockwise | random
   c.mask_ratio = -1.0          # < 0: the paper's ratio for the mode (0.3 blockwise, 0.7 random)
+  c.mask_min_block = -1        # smallest block in patches (blockwise); < 0: the code's (min(h, w) // 3)**2
   c.lambda1 = 1.0
   c.lambda2 = 1.0
   c.global_repr = "cls"        # cls | mean_patch: what L_[CLS] and E_C use
@@ -103,8 +111,9 @@ def validate(config) -> None:
     raise ValueError(f"sove.mask_mode={c.mask_mode!r} must be one of {sorted(_MASK_RATIO)}.")
   if c.global_repr not in ("cls", "mean_patch"):
     raise ValueError(f"sove.global_repr={c.global_repr!r} must be cls or mean_patch.")
-  if c.num_tasks < 1:
-    raise ValueError(f"sove.num_tasks={c.num_tasks} must be >= 1.")
+  for name in ("num_tasks", "num_patch_tasks"):
+    if c[name] < 1:
+      raise ValueError(f"sove.{name}={c[name]} must be >= 1.")
 
 
 class Net(nnx.Module):
@@ -177,8 +186,10 @@ def make_mask(rng, config, num_images: int, grid: tuple[int, int]) -> jax.Array:
   from jssl.data import masking   # imported here: only the loss needs it
   c = config.sove
   ratio = c.mask_ratio if c.mask_ratio >= 0 else _MASK_RATIO[c.mask_mode]
-  fn = masking.blockwise_mask if c.mask_mode == "blockwise" else masking.random_mask
-  return fn(rng, num_images, tuple(grid), ratio)
+  if c.mask_mode == "random":
+    return masking.random_mask(rng, num_images, tuple(grid), ratio)
+  min_block = c.mask_min_block if c.mask_min_block > 0 else masking.reference_min_block(grid)
+  return masking.blockwise_mask(rng, num_images, tuple(grid), ratio, min_block=min_block)
 
 
 def loss(student, teacher, method_state, views, *, rng, ctx, config):
@@ -212,15 +223,18 @@ def loss(student, teacher, method_state, views, *, rng, ctx, config):
       entropy = -jnp.mean(jnp.sum(pt * jnp.log(pt + 1e-12), axis=-1))
   cls_value = sum(cls_values) / len(cls_values)
 
-  p_judges, p_weights = sove_loss.select_judges(
-      patch_key, method_state["patch_bank"]["bank"], c.num_patch_anchors, c.patch_neighbors,
-      one_hot=c.one_hot, anchor_weight=None if c.patch_anchor_weight < 0 else c.patch_anchor_weight,
-      exclude_anchors=c.exclude_anchors, block_size=c.topk_block_size)
   n, d = s_patch.shape[2:]
-  patch_value = sove_loss.patch_loss(
-      s_patch.reshape(num_g * b, n, d), t_patch.reshape(num_g * b, n, d), mask, p_judges, p_weights,
-      student_temp=c.student_temp if c.patch_student_temp < 0 else c.patch_student_temp,
-      teacher_temp=temp if c.patch_teacher_temp < 0 else c.patch_teacher_temp)
+  patch_values = []
+  for key in jax.random.split(patch_key, c.num_patch_tasks):
+    p_judges, p_weights = sove_loss.select_judges(
+        key, method_state["patch_bank"]["bank"], c.num_patch_anchors, c.patch_neighbors,
+        one_hot=c.one_hot, anchor_weight=None if c.patch_anchor_weight < 0 else c.patch_anchor_weight,
+        exclude_anchors=c.exclude_anchors, block_size=c.topk_block_size)
+    patch_values.append(sove_loss.patch_loss(
+        s_patch.reshape(num_g * b, n, d), t_patch.reshape(num_g * b, n, d), mask, p_judges, p_weights,
+        student_temp=c.student_temp if c.patch_student_temp < 0 else c.patch_student_temp,
+        teacher_temp=temp if c.patch_teacher_temp < 0 else c.patch_teacher_temp))
+  patch_value = sum(patch_values) / len(patch_values)
   value = c.lambda1 * cls_value + c.lambda2 * patch_value
 
   # Bank writes after the loss (this step's judges came from earlier steps).

@@ -13,6 +13,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from jssl import logs
 from jssl.evaluators.program import run  # also the entry point for scripts
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config in configs/eval/.", lock_config=True)
@@ -22,6 +23,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
+  logs.configure()
   try:
     rows = run(_CONFIG.value, _WORKDIR.value)
   except (ValueError, FileNotFoundError) as e:

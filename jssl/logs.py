@@ -1,0 +1,36 @@
+"""What the terminal shows: jssl's own lines, the progress bar and warnings.
+
+Orbax, JAX and the other libraries log at INFO through absl and Python
+logging; a quickstart run prints hundreds of such lines (checkpoint
+bookkeeping, async-save threads) around a handful of results. `configure`,
+called by the entry points once the flags are parsed, raises those loggers to
+WARNING. `--library_logs` or JSSL_LIBRARY_LOGS=1 keeps them at INFO. jssl's own
+lines are printed, not logged, so they are never hidden; warnings and errors of
+every library still show.
+"""
+import logging
+import os
+
+from absl import flags
+from absl import logging as absl_logging
+
+ENV = "JSSL_LIBRARY_LOGS"
+_LIBRARY_LOGS = flags.DEFINE_bool("library_logs", False, "Show the INFO logs of orbax, absl, JAX and other "
+                                  f"libraries (also {ENV}=1); hidden by default.")
+# Python loggers besides absl's that log at INFO during a run.
+LOGGERS = ("absl", "orbax", "jax", "etils", "tensorflow", "grain")
+
+
+def wanted() -> bool:
+  """Whether library INFO logs were asked for (flag or environment)."""
+  flag = _LIBRARY_LOGS.value if flags.FLAGS.is_parsed() else False
+  return bool(flag) or os.environ.get(ENV, "").lower() not in ("", "0", "false", "no")
+
+
+def configure(show: bool | None = None) -> None:
+  """Hides library INFO logs unless `show` (default: `wanted()`) is true."""
+  if wanted() if show is None else show:
+    return
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  for name in LOGGERS:
+    logging.getLogger(name).setLevel(logging.WARNING)

@@ -109,8 +109,10 @@ class Checkpointer:
   def __init__(self, workdir: str, *, keep: int):
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self.damaged_directory = os.path.abspath(os.path.join(workdir, "checkpoints_damaged"))
-    self.keep = keep
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+    self.keep, self._last_saved = keep, None
+    # Async: save() returns once the arrays are copied off the accelerator; the files
+    # are written in the background while training goes on. `wait()` blocks until done.
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> int | None:
@@ -120,13 +122,18 @@ class Checkpointer:
     return sorted(self._manager.all_steps())
 
   def save(self, step: int, state: dict, data_iterator, config) -> None:
-    if step in self._manager.all_steps():
+    """Starts saving `step` (a step saved already is skipped); the previous save finishes first."""
+    if step == self._last_saved or step in self._manager.all_steps():
       return
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         data=pipeline.save_args(data_iterator),
         config=ocp.args.JsonSave(config.to_dict()),
         fingerprints=ocp.args.JsonSave(fingerprints(state))))
+    self._last_saved = step
+
+  def wait(self) -> None:
+    """Blocks until the save in flight is on disk (raises if it failed)."""
     self._manager.wait_until_finished()
 
   def saved_config(self, step: int) -> dict:
@@ -217,7 +224,7 @@ class Checkpointer:
       self._manager.delete(step)
 
   def close(self) -> None:
-    self._manager.close()
+    self._manager.close()   # waits for the save in flight
 
 
 def abstract_with_shardings(abstract_state, shardings):

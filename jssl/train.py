@@ -226,6 +226,7 @@ class Trainer:
       while step < stop:
         if requests.signum is not None:
           self.save()
+          self.checkpointer.wait()
           progress.close()
           writer.close()
           name = signal.Signals(requests.signum).name
@@ -251,6 +252,7 @@ class Trainer:
           self.save()
       progress.close()
       self.save()
+      self.checkpointer.wait()   # the final checkpoint is on disk before evaluation
     finally:
       requests.restore()
     if step < self.total_steps:

@@ -15,6 +15,8 @@ import zlib
 import ml_collections
 import numpy as np
 
+from jssl.data.tfds_paths import tfds_data_dir
+
 FASHION_MNIST_ENV = "JSSL_FASHION_MNIST_DIR"
 DEFAULT_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 _FASHION_MNIST_FILES = {
@@ -26,11 +28,6 @@ _INSTALL_HINT = (
     f"{FASHION_MNIST_ENV} or data.data_dir to a directory holding "
     "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
     "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz")
-
-
-def _tfds_data_dir() -> str:
-  from jssl.data import sources  # imported here: sources imports this module
-  return sources.tfds_data_dir()
 
 
 _IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
@@ -117,7 +114,7 @@ def arrays(data: ml_collections.ConfigDict, name: str):
     reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else repr(e)
     raise FileNotFoundError(
         f"Fashion-MNIST {name} IDX files were not found in {looked} nor as a "
-        f"prepared TFDS fashion_mnist in {_tfds_data_dir()}, and a TFDS download "
+        f"prepared TFDS fashion_mnist in {tfds_data_dir()}, and a TFDS download "
         f"was not possible ({reason}); {_INSTALL_HINT}.") from e
 
 
@@ -142,7 +139,7 @@ def _fashion_mnist_via_tfds(name: str, download: bool):
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder_cls = tfds.builder_cls("fashion_mnist")
-  data_dir = _tfds_data_dir()
+  data_dir = tfds_data_dir()
   try:
     if tfds.builder("fashion_mnist", data_dir=data_dir).is_prepared():
       return _fashion_mnist_from_prepared_tfds(name, data_dir)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import re
 import zlib
 from typing import Any
@@ -32,6 +31,7 @@ from ml_collections import config_dict
 import numpy as np
 
 from jssl.data import fashion_mnist
+from jssl.data.tfds_paths import tfds_data_dir
 
 try:
   from PIL import Image as _PIL_Image
@@ -404,12 +404,6 @@ def _tfds_num_classes(data, label_feature, source) -> int:
   # Plain integer labels: a small dataset is cheap to scan once.
   labels = [int(source[i][data.label_key]) for i in range(len(source))]
   return max(labels, default=-1) + 1
-
-
-def tfds_data_dir() -> str:
-  """TFDS's default data_dir, read at call time (TFDS reads it at import)."""
-  return os.environ.get("TFDS_DATA_DIR") or os.path.expanduser(
-      "~/tensorflow_datasets")
 
 
 def _stack(examples: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -25,6 +25,7 @@ lower-index element first, and both merges concatenate candidates in bank
 order), so the result does not depend on the number of devices.
 """
 import functools
+import inspect
 from typing import Sequence
 
 import jax
@@ -416,32 +417,28 @@ def knn_accuracy(
     test_labels: jax.Array | np.ndarray,
     *,
     num_classes: int,
-    ks: Sequence[int] = (20,),
-    temperature: float = 0.07,
-    protocol: str = "cosine",
-    block_size: int = 4096,
-    query_chunk: int = 1024,
-    mesh: jax.sharding.Mesh | None = None,
-    axis: str = "data",
+    **options,
 ) -> dict[str, float]:
   """Top-1 k-NN accuracy for each k, keyed by a name that states the protocol.
 
   Args:
     train_feats, train_labels, test_feats: as in knn_classify.
     test_labels: [M] int test labels in [0, num_classes).
-    num_classes, ks, temperature, protocol: as in knn_classify.
-    block_size, query_chunk, mesh, axis: as in knn_classify.
+    num_classes: as in knn_classify.
+    **options: the keyword arguments of knn_classify (ks, temperature,
+      protocol, block_size, query_chunk, mesh, axis), checked by it.
 
   Returns:
     {metric_name(k, temperature, protocol): accuracy in [0, 1]} for k in ks,
     e.g. {"knn_k20_t0.07_cosine": 0.91}.
   """
+  defaults = inspect.signature(knn_classify).parameters
+  temperature = options.get("temperature", defaults["temperature"].default)
+  protocol = options.get("protocol", defaults["protocol"].default)
   test_labels = _validate_labels(
       test_labels, np.shape(test_feats)[0], num_classes, "test_labels")
-  preds = knn_classify(
-      train_feats, train_labels, test_feats, num_classes=num_classes, ks=ks,
-      temperature=temperature, protocol=protocol, block_size=block_size,
-      query_chunk=query_chunk, mesh=mesh, axis=axis)
+  preds = knn_classify(train_feats, train_labels, test_feats,
+                       num_classes=num_classes, **options)
   return {
       metric_name(k, temperature, protocol):
           float(np.mean(p == test_labels)) if p.size else float("nan")

@@ -53,3 +53,13 @@ def test_eval_recipe_runs(path, run_dir, tmp_path):
   evals = {r["evaluation"] for r in rows}
   assert evals == set(config.evals.split(","))
   assert all(0.0 <= r["value"] <= 1.0 for r in rows)
+
+
+def test_imagenet_recipes_are_one_published_preset_each():
+  byol = recipes.load(os.path.join(recipes.ROOT, "configs", "byol_resnet50_imagenet.py"))
+  assert (byol.num_epochs, byol.optim.lr, byol.optim.weight_decay, byol.ema.base) == (300, 0.3, 1e-6, 0.99)
+  dino = recipes.load(os.path.join(recipes.ROOT, "configs", "dino_vits16_imagenet.py"))
+  assert (dino.num_epochs, dino.batch_size, dino.aug.num_local, dino.dino.teacher_temp) == (100, 512, 8, 0.04)
+  for name, number in (("byol_resnet50_imagenet.py", "72.5% linear"), ("dino_vits16_imagenet.py", "69.3% k-NN")):
+    with open(os.path.join(recipes.ROOT, "configs", name)) as f:
+      assert number in f.read()

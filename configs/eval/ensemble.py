@@ -1,7 +1,7 @@
 """Gradient descent at inference time (paper 001) over several jssl runs, against its baselines.
 
   for s in 0 1 2; do python -m jssl.main --config=configs/quickstart.py --workdir=runs/seed$s \
-      --config.seed=$s; done
+      --config.seed=$s --config.total_steps=600; done
   python -m jssl.evaluate --config=configs/eval/ensemble.py:runs/seed0,runs/seed1,runs/seed2 \
       --workdir=runs/ensemble
 

@@ -8,7 +8,7 @@ standardised frozen features; lr in {1e-3, 3e-3, 1e-2, 3e-2} x weight decay in
 best pair is retrained on all of train and scored once on test. Candidate
 layers (`--config.linear.layers=stage3,pre_logits`) are also chosen on
 validation. `--config.linear.backend=sklearn_logreg` (or sklearn_svc) sweeps C
-instead, for small data. For the 600-step quickstart run expect about 0.76 test
+instead, for small data. For the quickstart run trained 600 steps (--config.total_steps=600) expect about 0.76 test
 accuracy, on par with its k-NN number (measured: docs/evaluation.md).
 """
 from jssl.evaluators import eval_config

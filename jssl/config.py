@@ -61,6 +61,7 @@ def base(method: str, *, data_source: str = "fashion_mnist", data_name: str | No
   c.optim.clip_mode = "global"  # global: their joint norm | per_tensor: each tensor's (DINO/iBOT/SOVE code)
   c.optim.frozen = ""         # regex over parameter paths frozen for freeze_epochs
   c.optim.freeze_epochs = 0.0
+  c.optim.frozen_adam = "held"  # AdamW: frozen params' moments and step count start at unfreezing (PyTorch) | running
 
   c.ema = ml_collections.ConfigDict()
   c.ema.base = 0.99           # teacher momentum at step 0, cosine to `end`

@@ -57,6 +57,29 @@ def freeze(mask, until_step: int) -> optax.GradientTransformation:
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+def hold(inner: optax.GradientTransformation, until_step: int) -> optax.GradientTransformation:
+  """`inner` with its state held still while step < until_step: zero updates, no state change.
+
+  PyTorch's Adam skips a parameter whose gradient is None, so the per-parameter
+  step count and moments of DINO's frozen last layer start when it unfreezes
+  and its first update is bias-corrected as step 1. Optax's Adam has one count
+  for all parameters; wrapped in `hold`, the frozen group's Adam starts at
+  until_step as PyTorch's does.
+  """
+  def init_fn(params):
+    return (jnp.zeros([], jnp.int32), inner.init(params))
+
+  def update_fn(updates, state, params=None):
+    count, inner_state = state
+    new_updates, new_inner = inner.update(updates, inner_state, params)
+    active = count >= until_step
+    new_updates = jax.tree.map(lambda u: jnp.where(active, u, jnp.zeros_like(u)), new_updates)
+    new_inner = jax.tree.map(lambda n, o: jnp.where(active, n, o), new_inner, inner_state)
+    return new_updates, (optax.safe_increment(count), new_inner)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
 def clip_per_tensor(max_norm: float) -> optax.GradientTransformation:
   """Scales each gradient tensor g to at most `max_norm`: g * min(1, max_norm / (||g|| + 1e-6)).
 
@@ -103,6 +126,16 @@ def make_optimizer(config, params, total_steps: int, steps_per_epoch: int) -> op
     if not any(jax.tree.leaves(fmask)):
       raise ValueError(f"optim.frozen={o.frozen!r} matches no parameter path.")
     until = int(o.freeze_epochs * steps_per_epoch)
+    frozen_adam = o.get("frozen_adam", "held")
+    if frozen_adam not in ("held", "running"):
+      raise ValueError(f"optim.frozen_adam={frozen_adam!r} must be held or running.")
+    if o.name == "adamw" and frozen_adam == "held":
+      # The frozen group's Adam moments and count start when it unfreezes (PyTorch);
+      # learning rate and weight decay follow the global step as for every group.
+      frozen_tx = optax.chain(hold(optax.scale_by_adam(b1=0.9, b2=o.b2), until),
+                              optax.add_decayed_weights(wd, mask), optax.scale_by_learning_rate(lr))
+      labels = jax.tree.map(lambda f: "frozen" if f else "rest", fmask)
+      base = optax.multi_transform({"frozen": frozen_tx, "rest": base}, labels)
     parts.append(freeze(fmask, until))
     base = optax.chain(base, freeze(fmask, until))
   if o.clip_grad > 0:

@@ -1,6 +1,7 @@
 """Gradient clipping modes: each tensor's norm (DINO/iBOT/SOVE code) or the global norm."""
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -40,3 +41,32 @@ def test_reference_recipes_clip_per_tensor(name):
   assert (config.optim.clip_grad, config.optim.clip_mode) == (3.0, "per_tensor")
   assert config.optim.name == "adamw" and config.ema.base == 0.996
   assert config.optim.frozen == ("" if name.startswith("sove") else "last_layer")
+
+
+def _frozen_updates(frozen_adam, steps=4):
+  config = tiny_config("dino")       # AdamW, last_layer frozen for 1 epoch
+  config.optim.weight_decay = config.optim.weight_decay_end = 0.0
+  config.optim.clip_grad, config.optim.frozen_adam = 0.0, frozen_adam
+  params = {"head": {"last_layer": {"v": jnp.ones((2, 3))}}, "w": jnp.ones((3,))}
+  grads = {"head": {"last_layer": {"v": jnp.full((2, 3), 0.5)}}, "w": jnp.full((3,), -2.0)}
+  tx = optim.make_optimizer(config, params, total_steps=10, steps_per_epoch=2)   # frozen for steps 0, 1
+  state, out = tx.init(params), []
+  for _ in range(steps):
+    updates, state = tx.update(grads, state, params)
+    out.append(jax.tree.map(np.asarray, updates))
+  return out, optim.learning_rate(config, 10, 2)
+
+
+def test_frozen_layer_starts_adam_when_it_unfreezes():
+  # PyTorch's Adam skips parameters without gradient: at unfreezing the last layer takes a
+  # bias-corrected first step, lr x sign(g) (constant gradients keep it so after).
+  held, lr = _frozen_updates("held")
+  for step in (0, 1):
+    np.testing.assert_array_equal(held[step]["head"]["last_layer"]["v"], 0.0)
+  for step in (2, 3):
+    np.testing.assert_allclose(held[step]["head"]["last_layer"]["v"], -lr(step), rtol=1e-4)
+    np.testing.assert_allclose(held[step]["w"], lr(step), rtol=1e-4)    # the rest is plain AdamW
+  running, _ = _frozen_updates("running")
+  assert not np.allclose(running[2]["head"]["last_layer"]["v"], -lr(2), rtol=1e-2)
+  with pytest.raises(ValueError, match="optim.frozen_adam='x' must be held or running"):
+    _frozen_updates("x")

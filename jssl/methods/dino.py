@@ -9,6 +9,12 @@ Defaults (METHODS.md): head 3 layers, 2048 hidden, 256 bottleneck, 65536
 prototypes, weight-normalised last layer frozen for the first epoch (set by
 the recipes through optim.frozen / optim.freeze_epochs), student T 0.1,
 teacher T 0.04 with optional linear warm-up, center momentum 0.9.
+
+Last-layer freezing matches PyTorch's Adam (optim.frozen_adam = "held"): the
+frozen layer's moments and step count start when it unfreezes, so its first
+update is a bias-corrected first step, while learning rate and weight decay
+follow the global step. "running" keeps one Adam count for all parameters
+(optax's default), whose first updates after unfreezing differ in size.
 """
 import ml_collections
 from flax import nnx

@@ -103,6 +103,20 @@ def _first_line(e: BaseException) -> str:
   return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
 
 
+def verify(manager: ocp.CheckpointManager, step: int, state: dict) -> None:
+  """Raises DamagedCheckpoint unless every array of the restored `state` matches its fingerprint."""
+  if not (manager.directory / str(step) / "fingerprints").exists():
+    return   # written before fingerprints were recorded
+  try:
+    expected = manager.restore(step, args=ocp.args.Composite(fingerprints=ocp.args.JsonRestore()))["fingerprints"]
+  except Exception as e:
+    raise DamagedCheckpoint(f"its fingerprints do not read ({_first_line(e)})") from e
+  actual = fingerprints(state)
+  for name in sorted(set(expected) | set(actual)):
+    if expected.get(name) != actual.get(name):
+      raise DamagedCheckpoint(f"array {name} does not match its fingerprint")
+
+
 class Checkpointer:
   """Saves and restores {state, data iterator, config, fingerprints} under workdir/checkpoints."""
 
@@ -163,18 +177,8 @@ class Checkpointer:
           data=pipeline.restore_args(data_iterator)))
     except Exception as e:
       raise DamagedCheckpoint(f"its arrays do not read ({_first_line(e)})") from e
-    state = restored["state"]
-    if not os.path.isdir(os.path.join(self.directory, str(step), "fingerprints")):
-      return state   # written before fingerprints were recorded
-    try:
-      expected = self._manager.restore(step, args=ocp.args.Composite(fingerprints=ocp.args.JsonRestore()))["fingerprints"]
-    except Exception as e:
-      raise DamagedCheckpoint(f"its fingerprints do not read ({_first_line(e)})") from e
-    actual = fingerprints(state)
-    for name in sorted(set(expected) | set(actual)):
-      if expected.get(name) != actual.get(name):
-        raise DamagedCheckpoint(f"array {name} does not match its fingerprint")
-    return state
+    verify(self._manager, step, restored["state"])
+    return restored["state"]
 
   def restore_latest(self, abstract_state, data_iterator, config, *, allow_changes: bool = False, log=print):
     """Restores the newest intact checkpoint into `abstract_state` and `data_iterator`.
@@ -269,9 +273,12 @@ def load_pretrained(workdir: str, *, step: int | None = None, mesh=None):
     target = abstract_with_shardings(abstract, state_lib.state_shardings(config, abstract, mesh))
     try:
       state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+      verify(manager, step, state)
+    except DamagedCheckpoint as e:
+      raise ValueError(f"The checkpoint at {directory}/{step} is damaged: {e}.") from e
     except Exception as e:
       raise ValueError(f"The checkpoint at {directory}/{step} does not match its own config "
-                       f"({type(e).__name__}); it may be corrupt.") from e
+                       f"({_first_line(e)}); it may be damaged.") from e
   finally:
     manager.close()
   return config, setup, state

@@ -158,6 +158,16 @@ def test_fingerprint_catches_a_changed_value(baseline, tmp_path):
   assert os.listdir(run / "checkpoints_damaged") == ["4"]
 
 
+def test_evaluation_refuses_a_damaged_checkpoint(baseline, tmp_path):
+  from jssl import checkpoint
+  _, workdir, _ = baseline
+  run = _copy(workdir, tmp_path)
+  _flip(_largest_chunk(run, 4))
+  with pytest.raises(ValueError) as e:
+    checkpoint.load_pretrained(str(run))
+  assert "/4 is damaged: array " in str(e.value) and "fingerprint" in str(e.value)
+
+
 def test_every_checkpoint_damaged(baseline, tmp_path):
   config, workdir, _ = baseline
   run = _copy(workdir, tmp_path)

@@ -32,9 +32,9 @@ def nonfinite_code(loss, grads, params) -> jax.Array:
 
 
 def describe(code: int) -> str:
-  """'loss' or 'loss and gradients' ... for a non-zero code."""
+  """'loss', 'loss and gradients', 'loss, gradients and updated parameters' for a non-zero code."""
   names = [name for bit, name in _NAMES if int(code) & bit]
-  return " and ".join(names)
+  return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
 
 
 def keep_if(ok: jax.Array, new_state: dict, old_state: dict) -> dict:

@@ -16,7 +16,7 @@ import os
 import re
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.", lock_config=True)
@@ -27,7 +27,7 @@ _DISTRIBUTED = flags.DEFINE_bool(
 _ALLOW_CHANGES = flags.DEFINE_bool(
     "allow_config_changes", False, "Resume even when the config changes fields that alter the run "
     "(seed, batch size, method, model, optimiser, augmentation, data); the changes are listed.")
-_VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks for bad input.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks for bad input, and library INFO logs.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -66,6 +66,8 @@ def _traceback_wanted() -> bool:
 
 def main(argv):
   del argv
+  if not _VERBOSE.value and not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)   # the trainer prints its own lines; library INFO is noise
   import jax
   if _DISTRIBUTED.value:
     jax.distributed.initialize()

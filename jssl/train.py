@@ -255,6 +255,7 @@ class Trainer:
       self.checkpointer.wait()   # the final checkpoint is on disk before evaluation
     finally:
       requests.restore()
+      progress.close()   # before any error message, so the bar does not print after it
     if step < self.total_steps:
       writer.close()
       return summary

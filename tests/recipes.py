@@ -118,3 +118,13 @@ def shrink_eval(config):
   c.linear.lrs, c.linear.wds, c.linear.epochs, c.linear.batch_size = (1e-2,), (0.0,), 2, 64
   c.ensemble.epochs, c.ensemble.batch_size = 2, 64
   return c
+
+
+def train_tiny_run(workdir: str, config) -> str:
+  """Trains `config` to its end in `workdir` (a finished run for evaluation tests); returns workdir."""
+  trainer = train.Trainer(config, workdir, verbose=False).prepare()
+  try:
+    trainer.run()
+  finally:
+    trainer.checkpointer.close()
+  return workdir

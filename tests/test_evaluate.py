@@ -7,23 +7,18 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jssl import evaluate, sharding, train
+from jssl import evaluate, sharding
 from jssl.evaluators import eval_config, feature_cache
+from tests import recipes
 from tests.helpers import tiny_config
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
   """A 2-step tiny BYOL run (trained once for the whole module)."""
-  workdir = str(tmp_path_factory.mktemp("byol_run"))
   config = tiny_config("byol")
   config.total_steps = 2
-  trainer = train.Trainer(config, workdir, verbose=False).prepare()
-  try:
-    trainer.run()
-  finally:
-    trainer.checkpointer.close()
-  return workdir
+  return recipes.train_tiny_run(str(tmp_path_factory.mktemp("byol_run")), config)
 
 
 def _config(run_dir, evals, cache_dir):

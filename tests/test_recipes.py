@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from jssl import sharding, train
+from jssl import sharding
 from jssl.evaluators import program
 from tests import recipes
 from tests.helpers import tiny_config
@@ -33,16 +33,10 @@ def test_recipe_trains(path):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("recipe_run"))
   config = tiny_config("byol")
   config.total_steps = 1
   config.eval.train_examples, config.eval.test_examples = 64, 32
-  trainer = train.Trainer(config, workdir, verbose=False).prepare()
-  try:
-    trainer.run()
-  finally:
-    trainer.checkpointer.close()
-  return workdir
+  return recipes.train_tiny_run(str(tmp_path_factory.mktemp("recipe_run")), config)
 
 
 @pytest.mark.parametrize("path", recipes.EVAL_CONFIGS, ids=os.path.basename)

@@ -4,7 +4,8 @@ Orbax, JAX and the other libraries log at INFO through absl and Python
 logging; a quickstart run prints hundreds of such lines (checkpoint
 bookkeeping, async-save threads) around a handful of results. `configure`,
 called by the entry points once the flags are parsed, raises those loggers to
-WARNING. `--library_logs` or JSSL_LIBRARY_LOGS=1 keeps them at INFO. jssl's own
+WARNING. `--library_logs`, an explicit `--verbosity` or JSSL_LIBRARY_LOGS=1 keeps
+them at INFO. jssl's own
 lines are printed, not logged, so they are never hidden; warnings and errors of
 every library still show.
 """
@@ -22,8 +23,10 @@ LOGGERS = ("absl", "orbax", "jax", "etils", "tensorflow", "grain")
 
 
 def wanted() -> bool:
-  """Whether library INFO logs were asked for (flag or environment)."""
-  flag = _LIBRARY_LOGS.value if flags.FLAGS.is_parsed() else False
+  """Whether library INFO logs were asked for: --library_logs, an explicit absl
+  --verbosity / -v, or the environment variable."""
+  parsed = flags.FLAGS.is_parsed()
+  flag = parsed and (_LIBRARY_LOGS.value or flags.FLAGS["verbosity"].present)
   return bool(flag) or os.environ.get(ENV, "").lower() not in ("", "0", "false", "no")
 
 

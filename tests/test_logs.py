@@ -41,6 +41,7 @@ def test_library_info_logs_hidden_by_default(tmp_path):
 
 def test_flag_or_environment_brings_them_back(tmp_path):
   flagged = _run(tmp_path / "a", "--library_logs")
+  assert any(line.startswith("I") for line in _run(tmp_path / "c", "--verbosity=0").splitlines())
   assert any(line.startswith("I") and "checkpoint" in line.lower() for line in flagged.splitlines()), flagged[:2000]
   env = _run(tmp_path / "b", env={"JSSL_LIBRARY_LOGS": "1"})
   assert any(line.startswith("I") for line in env.splitlines())

@@ -7,7 +7,7 @@ official code's "vanilla" 100-epoch run (its defaults on 8 GPUs: batch 8 x 64 =
 512, 8 local crops): 69.3% k-NN / 74.0% linear. The paper's 800-epoch ViT-S/16
 (batch 1024, 10 local crops, teacher T warmed up 0.04 -> 0.07) reaches 74.5 / 77.0.
 Defaults from METHODS.md: 65536 prototypes, AdamW lr 5e-4 x batch/256 with 10
-warm-up epochs to min 1e-6, wd 0.04 -> 0.4, clip 3.0, teacher T 0.04 (warm-up
+warm-up epochs to min 1e-6, wd 0.04 -> 0.4, clip 3.0 (per tensor), teacher T 0.04 (warm-up
 from 0.04 over 0 epochs; the paper's longer runs warm up 0.04 -> 0.07 over 30),
 center momentum 0.9, EMA 0.996 -> 1, last layer frozen for epoch 1, each gradient
 tensor clipped on its own as the code does. The host

@@ -9,7 +9,9 @@ EsViT: 78.7 / 77.0); Table A.1, frozen-feature k-NN with 1% / 10% of the labels:
 naming is a window of 14, so this recipe uses 14 (--config.model.window_size=7 gives
 the standard Swin-T). Optimisation follows the
 DINO/iBOT ViT recipes: AdamW lr 5e-4 x batch/256 with 10 warm-up epochs to min
-1e-6, wd 0.04 -> 0.4, clip 3.0, drop path 0.2, EMA 0.996 -> 1, bfloat16 compute.
+1e-6, wd 0.04 -> 0.4, clip 3.0 per tensor, drop path 0.2, EMA 0.996 -> 1, bfloat16
+compute; 4 [CLS] + 4 [MIM] tasks per step. Masks are drawn on the final 7 x 7 token
+grid and hide the 8 x 8 patch embeddings each token is merged from (iBOT's Swin).
 With window 14, the 224 px views' 56/28/14/7 grids and the 96 px crops' 24/12/6/3
 grids are padded to multiples of the window or attend within a single window.
 """

@@ -11,7 +11,8 @@ k = 8 neighbours each, K-dot = 512 patch anchors with one judge, soft labels by
 similarity, blockwise masking ratio 0.3, lambda1 = lambda2 = 1, 3-layer 2048
 GELU head to a normalised 256-d embedding. Common recipe (METHODS.md): AdamW
 lr 5e-4 x batch/256, 10 warm-up epochs, min 1e-6, weight decay 0.04 -> 0.4,
-clip 3.0, drop path 0.1, bf16 compute, EMA 0.996 -> 1; official code: student
+clip 3.0 per tensor, drop path 0.1, bf16 compute, EMA 0.996 -> 1; 4 [CLS] + 4 [MIM]
+tasks per step (Table B.1, code); official code: student
 T 0.1, teacher T 0.04 (30-epoch warm-up from 0.04). Batch 1024 is our choice;
 both banks are multiples of it, as they must be.
 """

@@ -4,7 +4,7 @@
 
 Paper (800 epochs): 75.2% k-NN / 77.8% linear. Recipe as configs/sove_vitb.py
 (METHODS.md section 002): banks 65536 / 8192, K 8192, k 8, K-dot 512, blockwise
-masking 0.3, AdamW 5e-4 x batch/256, wd 0.04 -> 0.4, clip 3, drop path 0.1,
+masking 0.3, AdamW 5e-4 x batch/256, wd 0.04 -> 0.4, clip 3 per tensor, drop path 0.1,
 bf16, EMA 0.996 -> 1. Batch 1024 is our choice (the paper does not restate it
 for every backbone); the banks are multiples of it.
 """

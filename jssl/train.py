@@ -91,15 +91,27 @@ class Preempted(Exception):
 
 class StopRequests:
   """SIGTERM (preemption: SLURM, Cloud TPU) and SIGINT (Ctrl-C) ask the loop to save and
-  stop at the next step boundary; a second signal interrupts at once."""
+  stop at the next step boundary; a second signal interrupts at once.
+
+  With several processes every one must stop at the same step, so there JAX's
+  preemption service (which owns SIGTERM) picks the step: see `stop_before`.
+  """
 
   def __init__(self):
     self.signum, self._old = None, {}
 
   def install(self) -> "StopRequests":
-    if threading.current_thread() is threading.main_thread():   # Python only signals the main thread
+    # Python only delivers signals to the main thread.
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
       self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
     return self
+
+  def stop_before(self, step: int) -> int | None:
+    """The signal to stop on before running `step`, or None; call it at every step."""
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      return signal.SIGTERM if multihost_utils.reached_preemption_sync_point(step) else None
+    return self.signum
 
   def _handle(self, signum, frame):
     del frame
@@ -224,15 +236,16 @@ class Trainer:
     try:
       stop = self.total_steps if until is None else min(until, self.total_steps)
       while step < stop:
-        if requests.signum is not None:
+        signum = requests.stop_before(step)
+        if signum is not None:
           self.save()
           self.checkpointer.wait()
           progress.close()
           writer.close()
-          name = signal.Signals(requests.signum).name
-          message = f"Stopped by {name} at step {step}; checkpoint saved, rerun the same command to resume."
+          message = (f"Stopped by {signal.Signals(signum).name} at step {step}; checkpoint saved, "
+                     f"rerun the same command to resume.")
           self._log(message)
-          raise Preempted(message, requests.signum)
+          raise Preempted(message, signum)
         batch = pipeline.to_global(next(self.data), self.batch_sharding)
         self.state, metrics = self.step_fn(self.state, batch)
         step += 1

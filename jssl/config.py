@@ -42,6 +42,7 @@ def base(method: str, *, data_source: str = "fashion_mnist", data_name: str | No
   c.model.name = "resnet"
   c.model.variant = "resnet18"
   c.model.small_stem = small_images
+  c.model.stem_pool = True    # ResNet: max-pool after the 7x7 stride-2 stem (ignored with small_stem)
   c.model.dtype = "float32"   # compute dtype; parameters and optimizer state stay float32
 
   c.batch_size = 256          # global batch, split over all devices
@@ -80,6 +81,7 @@ def base(method: str, *, data_source: str = "fashion_mnist", data_name: str | No
   c.eval.test_examples = -1
   c.eval.batch_size = 512
   c.eval.at_init = False      # also report the k-NN accuracy of the untrained encoder
+  c.eval.pixels_baseline = False  # also report the same k-NN on the raw (preprocessed) images
 
   c.on_nonfinite = "stop"     # a NaN/Inf loss, gradient or parameter: stop the run | skip the update
   c.log_every_steps = 50

@@ -274,6 +274,12 @@ class Trainer:
       return summary
     train_time = time.perf_counter() - t_start
     final = self.knn(f"final, step {step}")
+    if c.eval.pixels_baseline:
+      t0 = time.perf_counter()
+      pixels = {f"pixels/{k}": v for k, v in self.monitor.pixels().items()}
+      self._log("k-NN (raw pixels, same protocol): " + ", ".join(f"{k[7:]}={v:.4f}" for k, v in pixels.items())
+                + f" [{time.perf_counter() - t0:.1f}s]")
+      final.update(pixels)
     writer.write(step, final)
     writer.close()
     summary.update(final)

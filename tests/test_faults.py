@@ -21,13 +21,17 @@ from tests.helpers import tiny_config
 
 @pytest.fixture(scope="module", autouse=True)
 def compilation_cache(tmp_path_factory):
-  """Every run here compiles the same step: compile it once."""
+  """Every run here compiles the same step: compile it once (the cache is re-read after
+  the settings change, even if an earlier module compiled without one)."""
+  from jax.experimental.compilation_cache import compilation_cache
   saved = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")}
   jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  compilation_cache.reset_cache()
   yield
   for k, v in saved.items():
     jax.config.update(k, v)
+  compilation_cache.reset_cache()
 
 
 def _config(**overrides):

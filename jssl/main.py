@@ -16,8 +16,10 @@ import os
 import re
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
+
+from jssl import logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
@@ -66,8 +68,7 @@ def _traceback_wanted() -> bool:
 
 def main(argv):
   del argv
-  if not _VERBOSE.value and not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)   # the trainer prints its own lines; library INFO is noise
+  logs.configure(show=True if _VERBOSE.value else None)   # library INFO logs only when asked for
   import jax
   if _DISTRIBUTED.value:
     jax.distributed.initialize()

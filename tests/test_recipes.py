@@ -46,7 +46,8 @@ def test_eval_recipe_runs(path, run_dir, tmp_path):
   rows = program.run(config, str(tmp_path / "out"), mesh=sharding.make_mesh(1))
   evals = {r["evaluation"] for r in rows}
   assert evals == set(config.evals.split(","))
-  assert all(0.0 <= r["value"] <= 1.0 for r in rows)
+  accuracies = [r for r in rows if r["evaluation"] != "analysis"]   # analysis also reports variances, distances
+  assert all(0.0 <= r["value"] <= 1.0 for r in accuracies)
 
 
 def test_imagenet_recipes_are_one_published_preset_each():

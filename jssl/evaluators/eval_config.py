@@ -4,7 +4,7 @@ from ml_collections import config_dict
 
 from jssl.evaluators import linear
 
-EVALS = ("knn", "linear", "ensemble", "plots")
+EVALS = ("knn", "linear", "ensemble", "plots", "analysis")
 
 
 def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
@@ -15,7 +15,7 @@ def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
   c.network = "student"         # student | teacher | pixels (the preprocessed images: the no-learning
                                 # baseline); comma-separated to give one per checkpoint
   c.layer = "pre_logits"        # an intermediate, "a+b", or "last_blocks:N"; comma-separated per checkpoint
-  c.evals = evals               # comma-separated subset of knn,linear,ensemble,plots
+  c.evals = evals               # comma-separated subset of knn,linear,ensemble,plots,analysis
   c.batch_size = 512            # feature-extraction batch (split over the devices)
   c.cache_dir = ""              # "": <checkpoint>/eval_features
   c.seed = 0
@@ -57,4 +57,10 @@ def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
   c.plots.method = "tsne"       # tsne | umap (needs umap-learn)
   c.plots.split = "test"
   c.plots.max_points = 2000
+
+  c.analysis = ml_collections.ConfigDict()   # clustering metrics (jssl/evaluators/analysis_eval.py)
+  c.analysis.labels = "classes"   # comma-separated label sets: classes, superclasses (Fashion-MNIST)
+  c.analysis.layers = ""          # comma-separated layers, each analysed; "": c.layer
+  c.analysis.linear = False       # also the linear probe (c.linear's protocol) and NCC / linear
+  c.analysis.block_size = 4096    # rows per blockwise step
   return c

@@ -1,4 +1,4 @@
-"""The evaluation program's work: features of each run, then k-NN, linear probes, ensembles and plots.
+"""The evaluation program's work: features of each run, then k-NN, linear probes, ensembles, plots and analysis.
 
 `python -m jssl.evaluate` parses the flags and calls `run`; scripts call `run` directly.
 """
@@ -94,6 +94,9 @@ def run(config, workdir: str, mesh=None) -> list[dict]:
       plots.scatter_png(fs.feats, labels, os.path.join(workdir, name), method=config.plots.method,
                         max_points=config.plots.max_points, seed=config.seed,
                         title=f"{path} {network} {layer} ({fs.protocol['split']})")
+    if "analysis" in evals:
+      from jssl.evaluators import analysis_eval
+      rows += analysis_eval.rows(config, path, network, layer, features, protocol)
   if "ensemble" in evals:
     from jssl.evaluators import ensemble_eval
     rows += ensemble_eval.rows(config, paths, networks, layers, features, mesh)

@@ -1,0 +1,20 @@
+"""Clustering analysis (paper 004) of one or more finished jssl runs.
+
+  python -m jssl.evaluate --config=configs/eval/analysis.py:runs/vicreg --workdir=runs/vicreg_analysis
+
+Reports, for the student's "pre_logits" and under the dataset's classes and (on
+Fashion-MNIST) its four superclasses (jssl/evaluators/label_sets.py): NCC train and
+test accuracy with the train split's class centres, CDNV, the average class variance
+and the average squared distance between class means (on train), the linear probe's
+test accuracy (configs/eval/linear.py's protocol) and the ratio NCC test / linear test.
+Every block of a RES-L-H run: `--config.analysis.layers=block_1,block_2,...`; without
+the probe: `--config.analysis.linear=False`.
+"""
+from jssl.evaluators import eval_config
+
+
+def get_config(arg=None):
+  c = eval_config.base(arg, evals="analysis")
+  c.analysis.labels = "classes,superclasses"
+  c.analysis.linear = True
+  return c

@@ -25,6 +25,8 @@ from jssl.data import pipeline
 # Fields that may change on resume without changing what the run computes: how it
 # is logged, evaluated, saved and spread over devices, where the data is read
 # from, and how long it goes on. A dotted prefix covers its whole section.
+# A manager that only reads: the options orbax would otherwise set itself, warning about each.
+READ_ONLY = ocp.CheckpointManagerOptions(read_only=True, save_interval_steps=0, create=False)
 HARMLESS = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "num_devices", "on_nonfinite",
             "total_steps", "num_epochs", "eval", "data.data_dir", "data.download", "data.worker_count",
             "data.read_threads", "data.prefetch_batches", "data.eval_split")
@@ -257,7 +259,7 @@ def load_pretrained(workdir: str, *, step: int | None = None, mesh=None):
   directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"No jssl checkpoint in {workdir}: {directory} does not exist.")
-  manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
+  manager = ocp.CheckpointManager(directory, options=READ_ONLY)
   try:
     step = manager.latest_step() if step is None else step
     if step is None or step not in manager.all_steps():

@@ -2,9 +2,13 @@
 
   python -m jssl.main --config=configs/quickstart.py --workdir=runs/quickstart \
       [--config.batch_size=128 --config.optim.lr=0.3 ...]
+  python -m jssl.main --config=configs/quickstart.py --help       # every config field
+  python -m jssl.main --config=configs/quickstart.py --workdir=runs/q --dry_run
 
 The config is locked, so a misspelt override fails instead of being ignored.
-Rerunning the same command resumes from the newest checkpoint in --workdir.
+Rerunning the same command resumes from the newest checkpoint in --workdir; a
+finished run says where its results are and changes nothing (--reevaluate runs
+its final k-NN again). Library logs go to <workdir>/log.txt.
 
 Bad input ends in one line on stderr: exit code 2 for the command line (flags,
 overrides, the config file), 1 for a config or checkpoint the run refuses and
@@ -13,13 +17,12 @@ A run stopped by SIGTERM or SIGINT saves and exits with 128 + the signal.
 """
 import json
 import os
-import re
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from jssl import logs
+from jssl import cli, logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
@@ -29,80 +32,74 @@ _DISTRIBUTED = flags.DEFINE_bool(
 _ALLOW_CHANGES = flags.DEFINE_bool(
     "allow_config_changes", False, "Resume even when the config changes fields that alter the run "
     "(seed, batch size, method, model, optimiser, augmentation, data); the changes are listed.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the resolved config, the model's parameter count, the steps "
+                             "and the data the run would read, then exit without training.")
+_REEVALUATE = flags.DEFINE_bool("reevaluate", False, "For a finished run: run its final k-NN again and rewrite "
+                                "summary.json (otherwise a finished run changes nothing).")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks for bad input, and library INFO logs.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def _flag_error(e: Exception, argv: list[str]) -> str:
-  """One sentence for an exception raised while parsing the command line."""
-  if isinstance(e, (AttributeError, KeyError)):   # a config field that does not exist
-    text = str(e)
-    wrong = re.search(r"'(\w+)", text)
-    wrong = wrong.group(1) if wrong else "?"
-    arg = next((a for a in argv if a.startswith("--config.") and re.search(rf"\.{wrong}(=|$)", a)), f"--config...{wrong}")
-    guess = re.search(r'Did you mean "(\w+)"', text)
-    name = arg.split("=", 1)[0]
-    hint = f"; did you mean {name[:-len(wrong)]}{guess.group(1)}?" if guess else "."
-    return f"{name} names no field of the config{hint}"
-  if "config file" in str(e):
-    path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "?")
-    return f"could not load the config file {path} ({str(e).strip().splitlines()[-1].strip()})."
-  lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-  message = " ".join(lines) or type(e).__name__
-  return message if message.endswith((".", "?")) else message + "."
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  try:
-    return flags.FLAGS(argv)
-  except Exception as e:  # flags, config files and overrides raise many types
-    if "--verbose" in argv or os.environ.get("JSSL_TRACEBACK"):
-      raise
-    sys.stderr.write(f"error: {_flag_error(e, argv)}\n")
-    sys.exit(2)
-
-
-def _traceback_wanted() -> bool:
-  return _VERBOSE.value or bool(os.environ.get("JSSL_TRACEBACK"))
+def _refused(e: Exception):
+  if cli.traceback_wanted():
+    raise e
+  cli.fail(str(e))
 
 
 def main(argv):
   del argv
-  logs.configure(show=True if _VERBOSE.value else None)   # library INFO logs only when asked for
+  workdir = _WORKDIR.value
+  config = cli.load_config(_CONFIG)
+  if _DRY_RUN.value:
+    logs.configure(show=True if _VERBOSE.value else None)
+    from jssl import train
+    try:
+      print(train.dry_run(config))
+    except (ValueError, FileNotFoundError) as e:
+      _refused(e)
+    return
+  logs.configure(show=True if _VERBOSE.value else None, log_file=os.path.join(workdir, logs.LOG_FILE))
   import jax
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
   from jssl import guard, train  # imported after flags so jax sees XLA_FLAGS from the environment
-  try:
-    config = _CONFIG.value
-    _ = config.method   # a config file that failed to load reports it on first use
-  except Exception as e:  # the config file's own errors can be of any type
-    if _traceback_wanted():
-      raise
-    sys.stderr.write(f"error: {_flag_error(e, sys.argv)}\n")
-    sys.exit(2)
-  trainer = train.Trainer(config, _WORKDIR.value, allow_config_changes=_ALLOW_CHANGES.value)
+  trainer = train.Trainer(config, workdir, allow_config_changes=_ALLOW_CHANGES.value)
   try:
     trainer.prepare()
   except (ValueError, FileNotFoundError) as e:
-    if _traceback_wanted():
-      raise
-    sys.exit(f"error: {e}")
+    _refused(e)
+  summary_path = os.path.join(workdir, "summary.json")
   try:
+    if trainer.finished() and os.path.exists(summary_path) and not _REEVALUATE.value:
+      print(f"This run finished at step {trainer.total_steps}; its results are in {summary_path} and "
+            f"{os.path.join(workdir, 'metrics.jsonl')}. Nothing was changed: pass --reevaluate to run its "
+            f"final k-NN again, or evaluate it with python -m jssl.evaluate "
+            f"--config=configs/eval/knn.py:{workdir} --workdir={workdir}_eval.", flush=True)
+      return
     summary = trainer.run()
   except guard.NonFiniteError as e:
-    if _traceback_wanted():
-      raise
-    sys.exit(f"error: {e}")
+    _refused(e)
   except train.Preempted as e:
     sys.exit(e.exit_code)   # the trainer has said where it stopped
   finally:
     trainer.checkpointer.close()
-  with open(os.path.join(_WORKDIR.value, "summary.json"), "w") as f:
+  with open(summary_path + ".tmp", "w") as f:
     json.dump(summary, f, indent=2, sort_keys=True)
+  os.replace(summary_path + ".tmp", summary_path)
   knn = {k: v for k, v in summary.items() if "knn" in k}
-  print("Results: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(knn.items())), flush=True)
+  print("Results: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(knn.items())) + f" (in {summary_path})",
+        flush=True)
+
+
+def _interrupted(argv):
+  """main, with a Ctrl-C outside the training loop (loading, evaluation) ending in one line."""
+  try:
+    main(argv)
+  except KeyboardInterrupt:
+    if cli.traceback_wanted():
+      raise
+    cli.fail("interrupted (Ctrl-C); rerun the same command to resume from the newest checkpoint.", 130)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(_interrupted, flags_parser=lambda argv: cli.parse_flags(argv, __doc__))

@@ -118,7 +118,8 @@ def checkpoint_step(path: str, step: int | None) -> int:
   directory = os.path.abspath(os.path.join(path, "checkpoints"))
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"No jssl checkpoint in {path}: {directory} does not exist.")
-  manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
+  from jssl.checkpoint import READ_ONLY
+  manager = ocp.CheckpointManager(directory, options=READ_ONLY)
   try:
     steps = list(manager.all_steps())
     chosen = max(steps, default=None) if step is None else step

@@ -5,6 +5,7 @@ loss); the trainer does augmentation, gradients, the optimizer, the EMA
 teacher, the online linear probe, the collapse monitor, logging, checkpoints
 and the k-NN monitor.
 """
+import os
 import signal
 import threading
 import time
@@ -13,9 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import logging
-
-from jssl import checkpoint, guard, optim, sharding
+from jssl import checkpoint, guard, logs, optim, sharding
 from jssl import config as config_lib
 from jssl import state as state_lib
 from jssl.data import multicrop, pipeline
@@ -179,7 +178,7 @@ class Trainer:
     return self
 
   def _log(self, msg: str) -> None:
-    logging.info(msg)
+    logs.logger.info(msg)   # the log file; the terminal gets the printed line
     if self.verbose:
       print(msg, flush=True)
 
@@ -215,17 +214,38 @@ class Trainer:
     self.check_finite()   # never write a non-finite state
     self.checkpointer.save(int(self.state["step"]), self.state, self.data, self.config)
 
+  def finished(self) -> bool:
+    """Whether the restored state is at total_steps (a finished run)."""
+    return int(self.state["step"]) >= self.total_steps
+
+  def _earlier(self, start: int) -> tuple[dict, dict, float]:
+    """From the rows of earlier runs of this workdir: the init k-NN, the last training
+    row's metrics and the training seconds spent so far."""
+    if start == 0 or jax.process_index() != 0:
+      return {}, {}, 0.0
+    from jssl.writers import read_rows
+    rows = read_rows(self.workdir)
+    init = {k: v for r in rows if r["step"] == 0 for k, v in r.items() if k.startswith("init/")}
+    trained = next((r for r in reversed(rows) if "loss" in r), {})
+    seconds = float(trained.get("train_seconds", 0.0))
+    trained = {k: v for k, v in trained.items() if k not in ("step", "time", "epoch", "images_per_s",
+                                                              "train_seconds", "skipped_steps")}
+    return init, trained, seconds
+
   def run(self, until: int | None = None) -> dict:
-    """Trains to total_steps; returns the final metrics (k-NN included).
+    """Trains to total_steps; returns the final metrics (k-NN included) of the whole run,
+    across resumes (the random-init k-NN, the training seconds of every part).
 
     With `until`, stops after that step with a checkpoint, as a preempted job
-    would; the next run resumes from it.
+    would; the next run resumes from it. A finished run runs its final k-NN again.
     """
-    from jssl.writers import MetricWriter, Progress
+    from jssl.writers import MetricWriter, Progress, drop_eval_rows
     c = self.config
-    writer = MetricWriter(self.workdir, enabled=jax.process_index() == 0)
     start = int(self.state["step"])
-    summary = {}
+    summary, last_metrics, seconds_before = self._earlier(start)
+    if start >= self.total_steps and jax.process_index() == 0:
+      drop_eval_rows(self.workdir, start)   # evaluated again below
+    writer = MetricWriter(self.workdir, enabled=jax.process_index() == 0)
     if c.eval.at_init and start == 0:
       summary.update({f"init/{k}": v for k, v in self.knn("random init").items()})
       writer.write(0, summary)
@@ -250,13 +270,22 @@ class Trainer:
         self.state, metrics = self.step_fn(self.state, batch)
         step += 1
         self._pending.append((step, metrics["nonfinite"]))
+        if step == start + 1 or progress.due():
+          jax.block_until_ready(metrics["loss"])   # the bar shows steps done, not dispatched
+          if step == start + 1:
+            progress.compiled(step)
+          else:
+            progress.tick(step)
         if step % c.log_every_steps == 0 or step == self.total_steps:
           self.check_finite()
           host = jax.device_get(metrics)
           if c.on_nonfinite == "skip":
             host["skipped_steps"], self._skipped = self._skipped, 0
-          host["images_per_s"] = progress.update(step, host)
+          rate = progress.update(step, host)
+          if rate is not None:
+            host["images_per_s"] = rate
           host["epoch"] = step / self.steps_per_epoch
+          host["train_seconds"] = seconds_before + time.perf_counter() - t_start
           writer.write(step, host)
         if c.eval.every_steps > 0 and step % c.eval.every_steps == 0 and step < self.total_steps:
           self.check_finite()
@@ -264,7 +293,8 @@ class Trainer:
         if step % c.checkpoint_every_steps == 0:
           self.save()
       progress.close()
-      self.save()
+      if step > start:
+        self.save()
       self.checkpointer.wait()   # the final checkpoint is on disk before evaluation
     finally:
       requests.restore()
@@ -272,7 +302,7 @@ class Trainer:
     if step < self.total_steps:
       writer.close()
       return summary
-    train_time = time.perf_counter() - t_start
+    train_time = seconds_before + time.perf_counter() - t_start if step > start else seconds_before
     final = self.knn(f"final, step {step}")
     if c.eval.pixels_baseline:
       t0 = time.perf_counter()
@@ -283,9 +313,40 @@ class Trainer:
     writer.write(step, final)
     writer.close()
     summary.update(final)
-    summary.update({k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()})
+    if metrics:
+      last_metrics = {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
+    summary.update(last_metrics)
     summary["train_seconds"] = train_time
     return summary
+
+
+def dry_run(config) -> str:
+  """What a run of `config` would do, without training: the resolved config, the model's
+  parameter count, the steps and the data it reads (shapes only; nothing is compiled)."""
+  from jssl import cli
+  from jssl.data import fashion_mnist, tfds_paths
+  mesh = sharding.make_mesh(None if config.num_devices < 0 else config.num_devices)
+  info = config_lib.validate(config, num_devices=mesh.devices.size)
+  per_epoch = config_lib.steps_per_epoch(config, info["num_train"])
+  total = config_lib.total_steps(config, info["num_train"])
+  setup, init_fn = state_lib.build(config, in_channels=info["image_shape"][-1], num_classes=info["num_classes"],
+                                   total_steps=total, steps_per_epoch=per_epoch)
+  abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(config.seed))
+  d = config.data
+  if d.source == "fashion_mnist":
+    where = (d.data_dir or os.environ.get(fashion_mnist.FASHION_MNIST_ENV) or fashion_mnist.DEFAULT_FASHION_MNIST_DIR)
+  else:
+    where = d.data_dir or (tfds_paths.tfds_data_dir() if d.source == "tfds" else "memory")
+  lines = ["Config (override any field with --config.<field>=<value>):", *cli.config_fields(config), "",
+           f"Model: {config.method}, {state_lib.count_params(abstract['params']) / 1e6:.2f}M student parameters "
+           f"({setup.feature_dim}-d features).",
+           f"Steps: {total} ({per_epoch} per epoch, {total / per_epoch:.2f} epochs), batch {config.batch_size} "
+           f"over {mesh.devices.size} {mesh.devices.flat[0].platform} device(s).",
+           f"Data: {d.source}{'/' + d.name if d.get('name') else ''} from {where}: train split "
+           f"{d.train_split!r} ({info['num_train']} images {tuple(info['image_shape'])}, {info['num_classes']} "
+           f"classes), k-NN on {d.eval_split!r}.",
+           "Dry run: nothing was trained or written."]
+  return "\n".join(lines)
 
 
 def train(config, workdir: str, *, verbose: bool = True) -> dict:

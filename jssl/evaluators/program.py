@@ -65,7 +65,7 @@ def run(config, workdir: str, mesh=None) -> list[dict]:
     return store.get(path, step=step, network=network, layer=layer, split=split,
                      max_examples=None if max_n < 0 else max_n, data_overrides=data or overrides)
 
-  rows = []
+  rows, plotted = [], []
   for path, network, layer in zip(paths, networks, layers):
     tr, te = features(path, network, layer, "train"), features(path, network, layer, "test")
     protocol = dict(checkpoint=path, step=tr.protocol["step"], network=network, layer=layer,
@@ -87,20 +87,29 @@ def run(config, workdir: str, mesh=None) -> list[dict]:
                              val=f"{res['val_fraction']:.0%} of train, acc {res['val_acc']:.4f}",
                              layers_tried=",".join(cand), standardize=res["standardize"]))
     if "plots" in evals:
-      from jssl.evaluators import plots
-      fs = te if config.plots.split == "test" else tr
-      labels = feature_cache.require_labels(fs, "plots")
-      name = f"{config.plots.method}_{len(rows)}_{os.path.basename(os.path.normpath(path))}_{network}_{layer}.png"
-      plots.scatter_png(fs.feats, labels, os.path.join(workdir, name), method=config.plots.method,
-                        max_points=config.plots.max_points, seed=config.seed,
-                        title=f"{path} {network} {layer} ({fs.protocol['split']})")
-    if "analysis" in evals:
-      from jssl.evaluators import analysis_eval
-      rows += analysis_eval.rows(config, path, network, layer, features, protocol)
+      trained = store.checkpoint_config(path, step).method
+      plotted.append(_plot(config, workdir, tr, te, path, network, layer, len(plotted), trained))
   if "ensemble" in evals:
     from jssl.evaluators import ensemble_eval
     rows += ensemble_eval.rows(config, paths, networks, layers, features, mesh)
   header = dict(checkpoints=", ".join(paths), evals=",".join(evals), devices=f"{mesh.devices.size} x "
                 f"{mesh.devices.flat[0].platform}")
-  report.write(workdir, rows, header)
+  report.write(workdir, rows, header, plots=plotted)
   return rows
+
+
+def _plot(config, workdir, tr, te, path, network, layer, index, trained) -> str:
+  """A 2-D embedding of one run's features, coloured by class; returns the PNG's path."""
+  from jssl.evaluators import feature_cache, plots
+  fs = te if config.plots.split == "test" else tr
+  labels = feature_cache.require_labels(fs, "plots")
+  run_name = os.path.basename(os.path.normpath(path))
+  name = f"{config.plots.method}_{index}_{run_name}_{network}_{layer}.png".replace(":", "-").replace("/", "-")
+  data = fs.protocol.get("data") or {}
+  dataset = data.get("name") or data.get("source")
+  out = plots.scatter_png(fs.feats, labels, os.path.join(workdir, name), method=config.plots.method,
+                          max_points=config.plots.max_points, seed=config.seed, names=plots.class_names(data),
+                          title=f"{run_name} ({trained}, step {fs.protocol['step']}): {network} {layer} "
+                                f"features, {dataset} {fs.protocol['split']}")
+  print(f"Plot: {out}", flush=True)
+  return out

@@ -19,20 +19,27 @@ def _short(path) -> str:
   return os.path.basename(os.path.normpath(str(path)))
 
 
-def write(workdir: str, rows: list[dict], header: dict) -> tuple[str, str]:
-  """Writes workdir/results.json ({"header", "results"}) and a markdown table results.md."""
+def write(workdir: str, rows: list[dict], header: dict, plots: list[str] = ()) -> tuple[str, str]:
+  """Writes workdir/results.json ({"header", "results", "plots"}) and results.md: a markdown
+  table of the rows (left out when there are none) and the plots, linked and shown."""
   os.makedirs(workdir, exist_ok=True)
   json_path, md_path = os.path.join(workdir, "results.json"), os.path.join(workdir, "results.md")
   with open(json_path, "w") as f:
-    json.dump(dict(header=header, results=rows), f, indent=2, sort_keys=True, default=str)
+    json.dump(dict(header=header, results=rows, plots=list(plots)), f, indent=2, sort_keys=True, default=str)
   lines = ["# jssl evaluation", ""]
   lines += [f"- {k}: {v}" for k, v in header.items()]
-  lines += ["", "| evaluation | checkpoint | network | layer | metric | value | protocol |",
-            "|---|---|---|---|---|---|---|"]
+  if rows:
+    lines += ["", "| evaluation | checkpoint | network | layer | metric | value | protocol |",
+              "|---|---|---|---|---|---|---|"]
   for r in rows:
     p = r["protocol"]
     lines.append(f"| {r['evaluation']} | {_short(p.get('checkpoint', ''))} | {p.get('network', '')} | "
                  f"{p.get('layer', '')} | {r['metric']} | {r['value']:.4f} | {_fmt_protocol(p)} |")
+  if plots:
+    lines += ["", "## Plots", ""]
+  for p in plots:
+    rel = os.path.relpath(p, workdir)
+    lines += [f"- [{rel}]({rel})", "", f"  ![{rel}]({rel})", ""]
   with open(md_path, "w") as f:
     f.write("\n".join(lines) + "\n")
   return json_path, md_path

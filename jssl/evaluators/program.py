@@ -89,6 +89,9 @@ def run(config, workdir: str, mesh=None) -> list[dict]:
     if "plots" in evals:
       trained = store.checkpoint_config(path, step).method
       plotted.append(_plot(config, workdir, tr, te, path, network, layer, len(plotted), trained))
+    if "analysis" in evals:
+      from jssl.evaluators import analysis_eval
+      rows += analysis_eval.rows(config, path, network, layer, features, protocol)
   if "ensemble" in evals:
     from jssl.evaluators import ensemble_eval
     rows += ensemble_eval.rows(config, paths, networks, layers, features, mesh)

@@ -25,8 +25,13 @@ def test_pretrain_checkpoint_resume_knn(tmp_path):
   assert "Resumed from step 3" in out
   summary = json.load(open(tmp_path / "summary.json"))
   assert 0.0 <= summary["knn_k20_t0.07_cosine"] <= 1.0
+  assert "init/knn_k20_t0.07_cosine" in summary   # the whole run's numbers survive the resume
   rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
   steps = [r["step"] for r in rows if "loss" in r]
   assert steps == [2, 3, 4, 6]
-  assert all("images_per_s" in r and "feature_std" in r and "probe_acc" in r for r in rows if "loss" in r)
+  assert all("feature_std" in r and "probe_acc" in r for r in rows if "loss" in r)
+  # images/s from steady-state steps only: step 4, the resumed run's first (compiling) step, has none
+  assert [r["step"] for r in rows if "images_per_s" in r] == [2, 3, 6]
+  seconds = {r["step"]: r["train_seconds"] for r in rows if "loss" in r}   # counted on across the resume
+  assert summary["train_seconds"] >= seconds[6] > seconds[4] > seconds[3] > seconds[2] > 0
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb"))

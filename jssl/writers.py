@@ -97,6 +97,14 @@ def read_rows(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def phase(iterable, desc: str, *, total: int | None = None, unit: str = "it", enabled: bool = True):
+  """`iterable` with a transient progress bar (cleared when done) for a phase that can run
+  for minutes: feature extraction, ensemble fitting. Only process 0 shows it."""
+  import jax
+  return tqdm.tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, dynamic_ncols=True, mininterval=2.0, position=0,
+                   disable=not enabled or jax.process_index() != 0)
+
+
 def _clock(seconds: float) -> str:
   seconds = int(round(seconds))
   h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
@@ -116,7 +124,7 @@ class Progress:
 
   def __init__(self, total_steps: int, start_step: int, batch_size: int, enabled: bool = True):
     self.batch_size, self.total = batch_size, total_steps
-    self._bar = tqdm.tqdm(total=total_steps, initial=start_step, disable=not enabled, unit="step",
+    self._bar = tqdm.tqdm(total=total_steps, initial=start_step, disable=not enabled, unit="step", position=0,
                           dynamic_ncols=True, mininterval=2.0,
                           bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
     now = time.perf_counter()

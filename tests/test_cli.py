@@ -20,8 +20,10 @@ ENV = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")   # one device, as a u
 
 
 def _run(program, *args, code=0, once=True):
-  result = subprocess.run([sys.executable, "-m", f"jssl.{program}", *args], cwd=ROOT, env=ENV, text=True,
+  result = subprocess.run([sys.executable, "-m", f"jssl.{program}", *args], cwd=ROOT, env=ENV,
                           capture_output=True, timeout=600)
+  # Bytes decoded by hand: text mode would turn a progress bar's \r redraws into separate lines.
+  result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
   assert result.returncode == code, result.stdout[-2000:] + result.stderr[-3000:]
   if once:
     _shown_once(result.stdout + result.stderr)
@@ -49,7 +51,7 @@ def _one_error_line(result, *needles):
 def test_help_exits_0_and_lists_the_config_fields():
   main = _run("main", "--config=configs/quickstart.py", "--help", once=False)   # flags repeat "(default: ...)"
   assert "--workdir" in main.stdout and "--dry_run" in main.stdout
-  assert "--config.total_steps=2000" in main.stdout and "--config.optim.lr=" in main.stdout
+  assert "\n  --config.total_steps=" in main.stdout and "\n  --config.optim.lr=" in main.stdout
   evaluate = _run("evaluate", "--help", once=False)
   assert "--workdir" in evaluate.stdout and "--config=<file>" in evaluate.stdout
 

@@ -199,7 +199,9 @@ def fit(members, *, epochs: int = 50, batch_size: int = 256, lr: float = 3e-4, w
   carry = (bank, m, v, count, mlps, optax.adam(lr).init(mlps))
   warmup = 0 if frozen else int(round(epochs * warmup_fraction))
   losses = []
-  for e in range(epochs):  # a Python loop over epochs; each epoch is one jitted scan
+  from jssl.writers import phase
+  what = "ensemble: representations with frozen MLPs" if frozen else "ensemble: fitting the bank and MLPs"
+  for e in phase(range(epochs), what, unit="epoch"):  # a Python loop over epochs; each epoch is one jitted scan
     carry, loss = _epoch(carry, targets, jax.random.fold_in(key, 1000 + e), n=n, batch_size=batch_size,
                          train_mlps=not frozen, train_bank=e >= warmup, lr=lr, acts=acts)
     losses.append(float(loss))

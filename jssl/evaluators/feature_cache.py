@@ -190,8 +190,9 @@ class FeatureStore:
                                                       info["image_shape"]))
       fn = make_pooled_fn(setup.encoder_def, config.aug, names)
     images, labels = sources.load_arrays(data, split, max_examples)
+    desc = f"features: {os.path.basename(os.path.normpath(path))} {network} {layer}, {split} ({len(images)})"
     feats = features_lib.extract(fn, params, stats, np.asarray(images), batch_size=self.batch_size,
-                                 mesh=self.mesh).astype(np.float32)
+                                 mesh=self.mesh, desc=desc).astype(np.float32)
     labels = None if labels is None else np.asarray(labels, np.int32)
     _write(where, feats, labels, dict(protocol, num_classes=info["num_classes"],
                                       has_labels=labels is not None))

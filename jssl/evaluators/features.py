@@ -28,18 +28,21 @@ def make_feature_fn(encoder_def, aug, layer: str = "pre_logits") -> Callable:
 
 
 def extract(feature_fn: Callable, params, stats, images: np.ndarray, *, batch_size: int,
-            mesh: jax.sharding.Mesh) -> np.ndarray:
+            mesh: jax.sharding.Mesh, desc: str | None = None) -> np.ndarray:
   """Runs `feature_fn` over `images` [N, H, W, C] in batches; returns features [N, ...] on the host.
 
   The last batch is padded to the full batch size so that one compiled program
-  serves every batch; padding rows are dropped from the result.
+  serves every batch; padding rows are dropped from the result. With `desc`, a progress bar
+  counts the batches.
   """
+  from jssl.writers import phase
   n_dev = mesh.devices.size
   batch_size = max(n_dev, batch_size // n_dev * n_dev)
   data_sharding = sharding.batch_sharded(mesh)
   jitted = jax.jit(feature_fn, out_shardings=data_sharding)
   outs = []
-  for start in range(0, len(images), batch_size):
+  starts = range(0, len(images), batch_size)
+  for start in phase(starts, desc or "", unit="batch", enabled=desc is not None):
     chunk = images[start:start + batch_size]
     valid = len(chunk)
     if valid < batch_size:

@@ -29,6 +29,7 @@ BATCH = 8
 _FAST_COMPILE = {"xla_backend_optimization_level": 0}
 _HEADS = {   # method -> head widths that replace the recipe's
     "byol": dict(proj_hidden=32, proj_dim=16, pred_hidden=32),
+    "simclr": dict(proj_hidden=32, proj_dim=16),
     "dino": dict(out_dim=64, hidden_dim=32, bottleneck_dim=16),
     "ibot": dict(out_dim=64, patch_out_dim=64, hidden_dim=32, bottleneck_dim=16),
     "sove": dict(hidden_dim=32, out_dim=16, cls_bank_size=4 * BATCH, patch_bank_size=4 * BATCH, num_anchors=8,

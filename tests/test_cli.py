@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -117,6 +118,7 @@ def test_ctrl_c_saves_and_says_so(tmp_path):
     for line in proc.stdout:
       if "student parameters" in line:   # the last line before the first step
         break
+    time.sleep(3)   # the loop's signal handler is installed right after that line; on a loaded machine, later
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
   finally:

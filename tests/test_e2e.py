@@ -11,7 +11,7 @@ def _main(workdir, *overrides):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
   args = [sys.executable, "-m", "jssl.main", "--config=configs/quickstart.py", f"--workdir={workdir}",
           "--config.eval.train_examples=1000", "--config.eval.test_examples=500", "--config.batch_size=32",
-          "--config.log_every_steps=2", "--config.checkpoint_every_steps=3", *overrides]
+          "--config.log_every_steps=2", "--config.checkpoint_every_steps=3", "--config.eval.at_init=True", *overrides]
   result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout
@@ -20,6 +20,7 @@ def _main(workdir, *overrides):
 def test_pretrain_checkpoint_resume_knn(tmp_path):
   out = _main(tmp_path, "--config.total_steps=3")
   assert "k-NN (random init)" in out and "Results:" in out
+  assert "k-NN (raw pixels, same protocol)" in out   # the quickstart prints the no-learning baseline
   assert os.path.isdir(tmp_path / "checkpoints" / "3")
   out = _main(tmp_path, "--config.total_steps=6")
   assert "Resumed from step 3" in out

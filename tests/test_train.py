@@ -44,8 +44,10 @@ def test_one_and_eight_devices_agree(method, vit):
   s1, s8 = s1[-1], s8[-1]
   for a, b in zip(m1, m8):
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5, atol=1e-6)
+  # Adam divides by sqrt(v): for near-zero gradients, float32 reduction-order differences between 1 and 8
+  # devices reach ~1e-5 in the updated parameters, hence atol 3e-5.
   for key in ("params", "teacher_params", "batch_stats", "method_state"):
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), s1[key], s8[key])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=3e-5), s1[key], s8[key])
 
 
 def test_dino_last_layer_frozen_in_first_epoch():

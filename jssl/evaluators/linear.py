@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jssl.writers import phase
+
 BACKENDS = ("adam", "sgd", "sklearn_logreg", "sklearn_svc")
 
 
@@ -81,21 +83,25 @@ def _train_grid(x, y, lrs, wds, key, *, num_classes, epochs, batch_size, optimiz
   return jax.vmap(train_one)(lrs, wds)
 
 
-def _fit_predict_optax(x, y, xs_eval, grid, *, num_classes, epochs, batch_size, optimizer, seed):
-  """Trains all grid points on (x, y); returns [G] lists of predictions for each array in xs_eval."""
-  lrs = jnp.asarray([g[0] for g in grid], jnp.float32)
-  wds = jnp.asarray([g[1] for g in grid], jnp.float32)
-  w, b = _train_grid(jnp.asarray(x), jnp.asarray(y), lrs, wds, jax.random.PRNGKey(seed),
-                     num_classes=num_classes, epochs=epochs, batch_size=batch_size, optimizer=optimizer)
-  return [np.asarray(jnp.argmax(jnp.einsum("nd,gdc->gnc", jnp.asarray(xe), w) + b[:, None], -1))
-          for xe in xs_eval]
+def _fit_predict_optax(x, y, xs_eval, grid, *, num_classes, epochs, batch_size, optimizer, seed, desc):
+  """Trains the grid points on (x, y) one after the other (one compiled program serves all,
+  and a progress bar can count them); returns [G] lists of predictions for each array in xs_eval."""
+  x, y = jnp.asarray(x), jnp.asarray(y)
+  out = [[] for _ in xs_eval]
+  for lr, wd in phase(grid, desc or "", unit="setting", enabled=desc is not None):
+    w, b = _train_grid(x, y, jnp.asarray([lr], jnp.float32), jnp.asarray([wd], jnp.float32),
+                       jax.random.PRNGKey(seed), num_classes=num_classes, epochs=epochs, batch_size=batch_size,
+                       optimizer=optimizer)
+    for o, xe in zip(out, xs_eval):
+      o.append(np.asarray(jnp.argmax(jnp.asarray(xe) @ w[0] + b[0], -1)))
+  return [np.stack(o) for o in out]
 
 
-def _fit_predict_sklearn(x, y, xs_eval, grid, *, backend, seed):
+def _fit_predict_sklearn(x, y, xs_eval, grid, *, backend, seed, desc):
   from sklearn.linear_model import LogisticRegression
   from sklearn.svm import LinearSVC
   out = [[] for _ in xs_eval]
-  for c, _ in grid:  # sklearn grids sweep C = 1 / regularisation strength
+  for c, _ in phase(grid, desc or "", unit="setting", enabled=desc is not None):  # sklearn grids sweep C = 1 / regularisation strength
     clf = (LogisticRegression(C=c, max_iter=1000, random_state=seed) if backend == "sklearn_logreg"
            else LinearSVC(C=c, max_iter=5000, random_state=seed))
     clf.fit(x, y)
@@ -115,17 +121,18 @@ def default_config() -> dict:
               epochs=30, batch_size=256, standardize=True, val_fraction=0.1, stratified=True, seed=0)
 
 
-def _fit_predict(x, y, xs_eval, grid, num_classes, cfg):
+def _fit_predict(x, y, xs_eval, grid, num_classes, cfg, desc=None):
   if cfg["standardize"]:
     f = _standardizer(x)
     x, xs_eval = f(x), [f(xe) for xe in xs_eval]
   if cfg["backend"].startswith("sklearn"):
-    return _fit_predict_sklearn(x, y, xs_eval, grid, backend=cfg["backend"], seed=cfg["seed"])
+    return _fit_predict_sklearn(x, y, xs_eval, grid, backend=cfg["backend"], seed=cfg["seed"], desc=desc)
   return _fit_predict_optax(x, y, xs_eval, grid, num_classes=num_classes, epochs=cfg["epochs"],
-                            batch_size=cfg["batch_size"], optimizer=cfg["backend"], seed=cfg["seed"])
+                            batch_size=cfg["batch_size"], optimizer=cfg["backend"], seed=cfg["seed"], desc=desc)
 
 
-def select(train_x: np.ndarray, train_y: np.ndarray, *, num_classes: int, cfg: dict | None = None) -> dict:
+def select(train_x: np.ndarray, train_y: np.ndarray, *, num_classes: int, cfg: dict | None = None,
+           desc: str | None = None) -> dict:
   """Chooses hyperparameters on a validation split of train only.
 
   Returns:
@@ -137,7 +144,7 @@ def select(train_x: np.ndarray, train_y: np.ndarray, *, num_classes: int, cfg: d
     raise ValueError(f"linear backend must be one of {BACKENDS}, got {cfg['backend']!r}.")
   tr, va = split_train_val(train_y, cfg["val_fraction"], seed=cfg["seed"], stratified=cfg["stratified"])
   grid = _grid(cfg)
-  (preds,) = _fit_predict(train_x[tr], train_y[tr], [train_x[va]], grid, num_classes, cfg)
+  (preds,) = _fit_predict(train_x[tr], train_y[tr], [train_x[va]], grid, num_classes, cfg, desc=desc)
   accs = [float(np.mean(p == train_y[va])) for p in preds]
   best = int(np.argmax(accs))  # first maximum: ties go to the earlier grid point
   return dict(best=grid[best], val_acc=accs[best], val_size=int(len(va)),
@@ -153,7 +160,8 @@ def probe(train_x, train_y, test_x, test_y, *, num_classes: int, cfg: dict | Non
 
 def _retrain_and_test(train_x, train_y, test_x, test_y, chosen, num_classes, cfg) -> dict:
   """The only place test data is read: after selection, one fit on all of train."""
-  (preds,) = _fit_predict(train_x, train_y, [test_x], [chosen["best"]], num_classes, cfg)
+  (preds,) = _fit_predict(train_x, train_y, [test_x], [chosen["best"]], num_classes, cfg,
+                          desc="linear probe: refitting the chosen setting on all of train")
   return dict(chosen, test_acc=float(np.mean(preds[0] == test_y)), backend=cfg["backend"],
               standardize=cfg["standardize"], val_fraction=cfg["val_fraction"], epochs=cfg["epochs"])
 
@@ -161,7 +169,8 @@ def _retrain_and_test(train_x, train_y, test_x, test_y, chosen, num_classes, cfg
 def select_layer(train_by_layer: dict[str, tuple[np.ndarray, np.ndarray]], *, num_classes: int,
                  cfg: dict | None = None) -> tuple[str, dict]:
   """Best layer by validation accuracy: {layer: (train_x, train_y)} -> (layer, its `select` result)."""
-  results = {name: select(x, y, num_classes=num_classes, cfg=cfg) for name, (x, y) in train_by_layer.items()}
+  results = {name: select(x, y, num_classes=num_classes, cfg=cfg, desc=f"linear probe {name}: selecting on validation")
+             for name, (x, y) in train_by_layer.items()}
   best = max(results, key=lambda name: results[name]["val_acc"])
   return best, results
 

@@ -271,6 +271,8 @@ def load_pretrained(workdir: str, *, step: int | None = None, mesh=None):
     setup, init_fn = state_lib.build(config, in_channels=info["image_shape"][-1], num_classes=info["num_classes"],
                                      total_steps=total, steps_per_epoch=config_lib.steps_per_epoch(config, info["num_train"]))
     mesh = mesh or sharding.make_mesh()
+    if jax.process_index() == 0:
+      print(f"Restoring {workdir} at step {step} ({config.method}, {config.model.name})", flush=True)
     abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
     target = abstract_with_shardings(abstract, state_lib.state_shardings(config, abstract, mesh))
     try:

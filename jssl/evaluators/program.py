@@ -1,4 +1,5 @@
-"""The evaluation program's work: features of each run, then k-NN, linear probes, ensembles, plots and analysis.
+"""The evaluation program's work: features of each run, then k-NN, linear probes, ensembles, plots, analysis
+and robustness.
 
 `python -m jssl.evaluate` parses the flags and calls `run`; scripts call `run` directly.
 """
@@ -43,6 +44,9 @@ def run(config, workdir: str, mesh=None) -> list[dict]:
   unknown = sorted(set(evals) - set(eval_config.EVALS))
   if unknown:
     raise ValueError(f"config.evals names {unknown}; valid evaluations are {', '.join(eval_config.EVALS)}.")
+  if "robustness" in evals:
+    from jssl.evaluators import robustness
+    robustness.parse(config.robustness)   # a bad field fails before any feature is extracted
   paths = [p.strip() for p in config.checkpoints.split(",") if p.strip()]
   if not paths:
     raise ValueError("config.checkpoints is empty; pass --config=configs/eval/<recipe>.py:RUN_DIR[,RUN_DIR...].")
@@ -92,12 +96,16 @@ def run(config, workdir: str, mesh=None) -> list[dict]:
     if "analysis" in evals:
       from jssl.evaluators import analysis_eval
       rows += analysis_eval.rows(config, path, network, layer, features, protocol)
+    if "robustness" in evals:
+      got, pngs = robustness.rows(config, store, path, network, layer, tr, te, protocol, mesh, workdir, len(plotted))
+      rows, plotted = rows + got, plotted + pngs
   if "ensemble" in evals:
     from jssl.evaluators import ensemble_eval
     rows += ensemble_eval.rows(config, paths, networks, layers, features, mesh)
   header = dict(checkpoints=", ".join(paths), evals=",".join(evals), devices=f"{mesh.devices.size} x "
                 f"{mesh.devices.flat[0].platform}")
-  report.write(workdir, rows, header, plots=plotted)
+  tables = robustness.tables(rows) if "robustness" in evals else []
+  report.write(workdir, rows, header, plots=plotted, tables=tables)
   return rows
 
 
@@ -110,6 +118,8 @@ def _plot(config, workdir, tr, te, path, network, layer, index, trained) -> str:
   name = f"{config.plots.method}_{index}_{run_name}_{network}_{layer}.png".replace(":", "-").replace("/", "-")
   data = fs.protocol.get("data") or {}
   dataset = data.get("name") or data.get("source")
+  print(f"Embedding {min(len(labels), config.plots.max_points)} {fs.protocol['split']} features of {run_name} "
+        f"with {config.plots.method} (about half a minute on a CPU)", flush=True)
   out = plots.scatter_png(fs.feats, labels, os.path.join(workdir, name), method=config.plots.method,
                           max_points=config.plots.max_points, seed=config.seed, names=plots.class_names(data),
                           title=f"{run_name} ({trained}, step {fs.protocol['step']}): {network} {layer} "

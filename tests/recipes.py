@@ -30,10 +30,14 @@ _FAST_COMPILE = {"xla_backend_optimization_level": 0}
 _HEADS = {   # method -> head widths that replace the recipe's
     "byol": dict(proj_hidden=32, proj_dim=16, pred_hidden=32),
     "simclr": dict(proj_hidden=32, proj_dim=16),
+    "mocov3": dict(proj_hidden=32, proj_dim=16, pred_hidden=32),
     "dino": dict(out_dim=64, hidden_dim=32, bottleneck_dim=16),
     "ibot": dict(out_dim=64, patch_out_dim=64, hidden_dim=32, bottleneck_dim=16),
     "sove": dict(hidden_dim=32, out_dim=16, cls_bank_size=4 * BATCH, patch_bank_size=4 * BATCH, num_anchors=8,
                  num_patch_anchors=8, topk_block_size=16),
+    # CO-SSL methods: their local heads; the base method's block (config.byol, ...) shrinks by its own entry.
+    "co_byol": dict(local_proj_hidden=32, local_pred_hidden=32),
+    "co_mocov3": dict(local_proj_hidden=32, local_pred_hidden=32),
 }
 
 
@@ -59,9 +63,12 @@ def shrink(config):
   """A copy of `config` with tiny sizes and the same method, backbone and code paths."""
   c = config.copy_and_resolve_references()
   c.unlock()
-  for key, value in _HEADS.get(c.method, {}).items():
-    if key in c[c.method]:
-      c[c.method][key] = min(value, c[c.method][key]) if key.startswith("num_") else value
+  for method, widths in _HEADS.items():   # the method's block and, for CO-SSL, its base method's block
+    if method not in c:
+      continue
+    for key, value in widths.items():
+      if key in c[method]:
+        c[method][key] = min(value, c[method][key]) if key.startswith("num_") else value
   if c.method == "sove":
     c.sove.num_neighbors = min(c.sove.num_neighbors, 2)
     c.sove.patch_neighbors = min(c.sove.patch_neighbors, 2)

@@ -6,6 +6,8 @@ BatchNorm, symmetrised 2 - 2 cos loss (the two directions summed, as in the
 official code), LARS, EMA 0.99 -> 1. Each view goes through the networks on its
 own, so BatchNorm statistics are per view as in the official implementation.
 """
+import typing
+
 import ml_collections
 from flax import nnx
 import jax
@@ -53,17 +55,44 @@ def init_state(config) -> dict:
   return {}
 
 
-def loss(student, teacher, method_state, views, *, rng, ctx, config):
-  """views["global"]: [2, B, S, S, C]. Returns (loss, (method_state, metrics, features [B, D]))."""
-  del rng, ctx, config
-  x = views["global"]
-  preds, targets, feats = [], [], []
+class Outputs(typing.NamedTuple):
+  """What one pass of the views through both networks gives (V views)."""
+  predictions: jax.Array   # [V, B, D] online predictions q(g(h))
+  targets: jax.Array       # [V, B, D] target projections g'(h')
+  features: list           # V online encoder outputs [B, F]
+  online: list             # V dicts of online encoder intermediates (e.g. "local" [B, h, w, F])
+  target: list             # V dicts of target encoder intermediates
+
+
+def forward(student, teacher, x, *, rng=None) -> Outputs:
+  """Each view through the online and the target network on its own (per-view BatchNorm).
+
+  x: [V, B, S, S, C]. `rng`, when given, is folded with the view index and
+  passed to the online encoder (stochastic depth); the target runs without it.
+  Methods built on BYOL's networks (CO-BYOL) read the encoder intermediates
+  from here instead of running the encoders again.
+  """
+  preds, targets, feats, online, target = [], [], [], [], []
   for v in range(x.shape[0]):
-    h, _ = student.encoder(x[v], train=True)
+    kwargs = {} if rng is None else {"rng": jax.random.fold_in(rng, v)}
+    h, inter = student.encoder(x[v], train=True, **kwargs)
     preds.append(student.predictor(student.projector(h, train=True), train=True))
-    th, _ = teacher.encoder(x[v], train=True)
+    th, t_inter = teacher.encoder(x[v], train=True)
     targets.append(teacher.projector(th, train=True))
     feats.append(h)
-  value = byol_loss(jnp.stack(preds), jnp.stack(targets))
+    online.append(inter)
+    target.append(t_inter)
+  return Outputs(jnp.stack(preds), jnp.stack(targets), feats, online, target)
+
+
+def loss(student, teacher, method_state, views, *, rng, ctx, config):
+  """views["global"]: [2, B, S, S, C]. Returns (loss, (method_state, metrics, features [B, D])).
+
+  Only the global views are used: multi-crop local views, if configured, are
+  ignored (there is no BYOL-mc here).
+  """
+  del rng, ctx, config
+  out = forward(student, teacher, views["global"])
+  value = byol_loss(out.predictions, out.targets)
   metrics = {"byol_loss": value}
-  return value, (method_state, metrics, jax.lax.stop_gradient(feats[0]))
+  return value, (method_state, metrics, jax.lax.stop_gradient(out.features[0]))

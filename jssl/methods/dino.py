@@ -16,6 +16,8 @@ update is a bias-corrected first step, while learning rate and weight decay
 follow the global step. "running" keeps one Adam count for all parameters
 (optax's default), whose first updates after unfreezing differ in size.
 """
+import typing
+
 import ml_collections
 from flax import nnx
 import jax
@@ -57,10 +59,17 @@ class Net(nnx.Module):
 
     `rng` drives stochastic depth; the teacher is called without one.
     """
+    logits, feats, _ = self.forward(x, train=train, rng=rng)
+    return logits, feats
+
+  def forward(self, x, *, train, rng=None):
+    """As `__call__`, plus the encoder intermediates, each reshaped to [V, B, ...]
+    (e.g. "local" [V, B, h, w, D]) for methods that also use them (CO-DINO)."""
     v, b = x.shape[:2]
-    feats, _ = self.encoder(x.reshape((v * b,) + x.shape[2:]), train=train, rng=rng)
+    feats, inter = self.encoder(x.reshape((v * b,) + x.shape[2:]), train=train, rng=rng)
     logits = self.head(feats, train=train)
-    return logits.reshape(v, b, -1), feats.reshape(v, b, -1)
+    inter = {k: t.reshape((v, b) + t.shape[1:]) for k, t in inter.items()}
+    return logits.reshape(v, b, -1), feats.reshape(v, b, -1), inter
 
 
 def build(config, *, in_channels: int, rngs: nnx.Rngs):
@@ -87,21 +96,42 @@ def teacher_temperature(config, ctx: common.StepContext) -> jax.Array:
   return c.warmup_teacher_temp + frac * (c.teacher_temp - c.warmup_teacher_temp)
 
 
-def loss(student, teacher, method_state, views, *, rng, ctx, config):
+class Outputs(typing.NamedTuple):
+  """The student on every view and the teacher on the global views (G global, V views in all)."""
+  student_logits: jax.Array   # [V, B, K], global views first
+  student_features: jax.Array  # [G, B, D] student encoder outputs of the global views
+  teacher_logits: jax.Array   # [G, B, K], gradients stopped
+  student_inter: dict         # student encoder intermediates of the global views, [G, B, ...]
+  teacher_inter: dict         # teacher encoder intermediates, [G, B, ...]
+
+
+def forward(student, teacher, views, *, rng) -> Outputs:
   """views: {"global": [G, B, S, S, C], "local" (optional): [L, B, s, s, C]}."""
-  c = config.dino
   g_key, l_key = jax.random.split(rng)
-  s_logits, s_feats = student(views["global"], train=True, rng=g_key)
+  s_logits, s_feats, s_inter = student.forward(views["global"], train=True, rng=g_key)
   if "local" in views:
     l_logits, _ = student(views["local"], train=True, rng=l_key)
     s_logits = jnp.concatenate([s_logits, l_logits], axis=0)
-  t_logits, _ = teacher(views["global"], train=True)
-  t_logits = jax.lax.stop_gradient(t_logits)
-  temp = teacher_temperature(config, ctx)
-  center = method_state["center"]
-  value = dino_loss(s_logits, t_logits, center, student_temp=c.student_temp, teacher_temp=temp)
-  t_prob = jax.nn.softmax((t_logits.astype(jnp.float32) - center) / temp, axis=-1)
+  t_logits, _, t_inter = teacher.forward(views["global"], train=True)
+  return Outputs(s_logits, s_feats, jax.lax.stop_gradient(t_logits), s_inter, t_inter)
+
+
+def distill(c, student_logits, teacher_logits, center, temp):
+  """DINO's loss over pairs of different views, the new center and metrics.
+
+  c: the `config.dino` block; temp: the teacher temperature of this step.
+  Returns (loss, new center [K], metrics).
+  """
+  value = dino_loss(student_logits, teacher_logits, center, student_temp=c.student_temp, teacher_temp=temp)
+  t_prob = jax.nn.softmax((teacher_logits.astype(jnp.float32) - center) / temp, axis=-1)
   entropy = -jnp.mean(jnp.sum(t_prob * jnp.log(t_prob + 1e-12), axis=-1))
-  new_state = {"center": update_center(center, t_logits, c.center_momentum)}
-  metrics = {"dino_loss": value, "teacher_entropy": entropy, "teacher_temp": temp}
-  return value, (new_state, metrics, jax.lax.stop_gradient(s_feats[0]))
+  new_center = update_center(center, teacher_logits, c.center_momentum)
+  return value, new_center, {"dino_loss": value, "teacher_entropy": entropy, "teacher_temp": temp}
+
+
+def loss(student, teacher, method_state, views, *, rng, ctx, config):
+  """views: {"global": [G, B, S, S, C], "local" (optional): [L, B, s, s, C]}."""
+  out = forward(student, teacher, views, rng=rng)
+  temp = teacher_temperature(config, ctx)
+  value, center, metrics = distill(config.dino, out.student_logits, out.teacher_logits, method_state["center"], temp)
+  return value, ({"center": center}, metrics, jax.lax.stop_gradient(out.student_features[0]))

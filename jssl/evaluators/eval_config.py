@@ -4,7 +4,7 @@ from ml_collections import config_dict
 
 from jssl.evaluators import linear
 
-EVALS = ("knn", "linear", "ensemble", "plots", "analysis")
+EVALS = ("knn", "linear", "ensemble", "plots", "analysis", "robustness")
 
 
 def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
@@ -15,7 +15,7 @@ def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
   c.network = "student"         # student | teacher | pixels (the preprocessed images: the no-learning
                                 # baseline); comma-separated to give one per checkpoint
   c.layer = "pre_logits"        # an intermediate, "a+b", or "last_blocks:N"; comma-separated per checkpoint
-  c.evals = evals               # comma-separated subset of knn,linear,ensemble,plots,analysis
+  c.evals = evals               # comma-separated subset of knn,linear,ensemble,plots,analysis,robustness
   c.batch_size = 512            # feature-extraction batch (split over the devices)
   c.cache_dir = ""              # "": <checkpoint>/eval_features
   c.seed = 0
@@ -63,4 +63,16 @@ def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
   c.analysis.layers = ""          # comma-separated layers, each analysed; "": c.layer
   c.analysis.linear = False       # also the linear probe (c.linear's protocol) and NCC / linear
   c.analysis.block_size = 4096    # rows per blockwise step
+
+  c.robustness = ml_collections.ConfigDict()   # paper 003's Tables 3-4 (jssl/evaluators/robustness.py)
+  c.robustness.corruptions = ("gaussian_noise,shot_noise,impulse_noise,defocus_blur,glass_blur,motion_blur,"
+                              "zoom_blur")   # ImageNet-C, jssl/data/corruptions.py
+  c.robustness.severities = "1,2,3,4,5"
+  c.robustness.length_scale = 0.0     # blur lengths x this; 0: automatic (image side / 224, >= 1 px)
+  c.robustness.mask_drops = "0.5,0.6,0.7,0.8,0.9"   # fractions of "local" dropped before pooling
+  c.robustness.mask_draws = 5         # random draws averaged per fraction
+  c.robustness.attacks = ("0.003:40:1,0.01:40:1,0.03:40:1,0.1:40:1,0.003:40:5,0.01:40:5,0.003:10:1,"
+                          "0.01:10:1")  # PGD eps:divisor:iterations (step eps/divisor), Table 4's
+  c.robustness.random_start = True    # PGD starts uniformly in the eps ball (Foolbox's default)
+  c.robustness.max_examples = -1      # test images attacked and corrupted; -1: all the test features'
   return c

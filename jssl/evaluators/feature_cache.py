@@ -156,7 +156,11 @@ class FeatureStore:
 
   def checkpoint_config(self, path: str, step: int | None = None) -> ml_collections.ConfigDict:
     """The training config of a run (loading the checkpoint, which later requests reuse)."""
-    return self._load(path, checkpoint_step(path, step))[0]
+    return self.checkpoint(path, step)[0]
+
+  def checkpoint(self, path: str, step: int | None = None):
+    """(config, setup, state) of a run, as `checkpoint.load_pretrained`; loaded once per process."""
+    return self._load(path, checkpoint_step(path, step))
 
   def get(self, path: str, *, step: int | None = None, network: str = "student", layer: str = "pre_logits",
           split: str = "train", max_examples: int | None = None, data_overrides: dict | None = None) -> FeatureSet:

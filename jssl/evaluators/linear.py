@@ -97,13 +97,17 @@ def _fit_predict_optax(x, y, xs_eval, grid, *, num_classes, epochs, batch_size, 
   return [np.stack(o) for o in out]
 
 
-def _fit_predict_sklearn(x, y, xs_eval, grid, *, backend, seed, desc):
+def _sklearn_model(backend: str, c: float, seed: int):
   from sklearn.linear_model import LogisticRegression
   from sklearn.svm import LinearSVC
+  return (LogisticRegression(C=c, max_iter=1000, random_state=seed) if backend == "sklearn_logreg"
+          else LinearSVC(C=c, max_iter=5000, random_state=seed))
+
+
+def _fit_predict_sklearn(x, y, xs_eval, grid, *, backend, seed, desc):
   out = [[] for _ in xs_eval]
   for c, _ in phase(grid, desc or "", unit="setting", enabled=desc is not None):  # sklearn grids sweep C = 1 / regularisation strength
-    clf = (LogisticRegression(C=c, max_iter=1000, random_state=seed) if backend == "sklearn_logreg"
-           else LinearSVC(C=c, max_iter=5000, random_state=seed))
+    clf = _sklearn_model(backend, c, seed)
     clf.fit(x, y)
     for o, xe in zip(out, xs_eval):
       o.append(clf.predict(xe))
@@ -164,6 +168,34 @@ def _retrain_and_test(train_x, train_y, test_x, test_y, chosen, num_classes, cfg
                           desc="linear probe: refitting the chosen setting on all of train")
   return dict(chosen, test_acc=float(np.mean(preds[0] == test_y)), backend=cfg["backend"],
               standardize=cfg["standardize"], val_fraction=cfg["val_fraction"], epochs=cfg["epochs"])
+
+
+def fit(train_x: np.ndarray, train_y: np.ndarray, hparams: tuple[float, float], *, num_classes: int,
+        cfg: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """The probe of one setting (`select`'s "best") trained on all of train, as an affine map.
+
+  Returns:
+    (w [D, num_classes], b [num_classes]), float32, with the standardisation folded in:
+    logits = x @ w + b on raw features x [N, D]; the argmax is the prediction `probe` makes.
+  """
+  cfg = dict(default_config(), **(cfg or {}))
+  x, y = np.asarray(train_x, np.float32), np.asarray(train_y)
+  mean, std = (x.mean(0), x.std(0) + 1e-6) if cfg["standardize"] else (0.0 * x[0], 1.0 + 0.0 * x[0])
+  z = (x - mean) / std
+  if cfg["backend"].startswith("sklearn"):
+    clf = _sklearn_model(cfg["backend"], hparams[0], cfg["seed"]).fit(z, y)
+    coef, icpt = clf.coef_, clf.intercept_
+    if coef.shape[0] == 1:  # two classes: one score for classes_[1]
+      coef, icpt = np.concatenate([-coef, coef]) / 2, np.concatenate([-icpt, icpt]) / 2
+    w, b = np.zeros((x.shape[1], num_classes)), np.full(num_classes, -1e9)   # absent classes never win
+    w[:, clf.classes_], b[clf.classes_] = coef.T, icpt
+  else:
+    ws, bs = _train_grid(jnp.asarray(z), jnp.asarray(y), jnp.asarray([hparams[0]], jnp.float32),
+                         jnp.asarray([hparams[1]], jnp.float32), jax.random.PRNGKey(cfg["seed"]),
+                         num_classes=num_classes, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                         optimizer=cfg["backend"])
+    w, b = np.asarray(ws[0], np.float64), np.asarray(bs[0], np.float64)
+  return (w / std[:, None]).astype(np.float32), (b - (mean / std) @ w).astype(np.float32)
 
 
 def select_layer(train_by_layer: dict[str, tuple[np.ndarray, np.ndarray]], *, num_classes: int,

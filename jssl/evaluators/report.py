@@ -19,15 +19,22 @@ def _short(path) -> str:
   return os.path.basename(os.path.normpath(str(path)))
 
 
-def write(workdir: str, rows: list[dict], header: dict, plots: list[str] = ()) -> tuple[str, str]:
-  """Writes workdir/results.json ({"header", "results", "plots"}) and results.md: a markdown
-  table of the rows (left out when there are none) and the plots, linked and shown."""
+def write(workdir: str, rows: list[dict], header: dict, plots: list[str] = (),
+          tables: list[dict] = ()) -> tuple[str, str]:
+  """Writes workdir/results.json ({"header", "results", "plots", "tables"}) and results.md: the
+  `tables` ({"title", "columns", "rows"}, e.g. shaped like a paper's), a markdown table of the
+  rows (left out when there are none) and the plots, linked and shown."""
   os.makedirs(workdir, exist_ok=True)
   json_path, md_path = os.path.join(workdir, "results.json"), os.path.join(workdir, "results.md")
   with open(json_path, "w") as f:
-    json.dump(dict(header=header, results=rows, plots=list(plots)), f, indent=2, sort_keys=True, default=str)
+    json.dump(dict(header=header, results=rows, plots=list(plots), tables=list(tables)), f, indent=2,
+              sort_keys=True, default=str)
   lines = ["# jssl evaluation", ""]
   lines += [f"- {k}: {v}" for k, v in header.items()]
+  for t in tables:
+    lines += ["", f"## {t['title']}", "", "| " + " | ".join(map(str, t["columns"])) + " |",
+              "|" + "---|" * len(t["columns"])]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in t["rows"]]
   if rows:
     lines += ["", "| evaluation | checkpoint | network | layer | metric | value | protocol |",
               "|---|---|---|---|---|---|---|"]

@@ -191,3 +191,18 @@ def test_co_dino_separate_local_head():
   assert feats.shape == (4, student.encoder.out_dim)
   with pytest.raises(ValueError, match="co_dino.local_head"):
     co_dino.build(_co_config("co_dino", local_head="both"), in_channels=1, rngs=nnx.Rngs(params=jax.random.key(0)))
+
+
+@pytest.mark.parametrize("method,base", [("co_dino", "dino"), ("co_mocov3", "mocov3")])
+def test_global_term_is_the_base_loss(method, base):
+  """The CO method's logged global term is the base method's loss on the same networks and inputs."""
+  from jssl.methods.common import StepContext
+  co, base_module = importlib.import_module(f"jssl.methods.{method}"), importlib.import_module(f"jssl.methods.{base}")
+  config = _co_config(method)
+  student, teacher = co.build(config, in_channels=1, rngs=nnx.Rngs(params=jax.random.key(0)))
+  x = jnp.asarray(np.random.default_rng(5).normal(size=(2, 4, 28, 28, 1)), jnp.float32)
+  args = dict(views={"global": x}, rng=jax.random.key(1), ctx=StepContext(jnp.asarray(0), 2, 4), config=config)
+  _, (_, metrics, feats) = co.loss(student, teacher, co.init_state(config), **args)
+  want, (_, _, want_feats) = base_module.loss(student, teacher, base_module.init_state(config), **args)
+  np.testing.assert_array_equal(metrics[f"{base}_loss"], want)
+  np.testing.assert_array_equal(feats, want_feats)

@@ -9,7 +9,8 @@ sums (BYOL, MoCo v3) or averages (DINO) over the two view orders, as its base lo
 import jax
 import jax.numpy as jnp
 
-from jssl.losses.byol import l2_normalize, regression_loss
+from jssl.losses.byol import regression_loss
+from jssl.losses.mocov3 import contrastive
 
 
 def _check_two_views(*arrays) -> None:
@@ -86,12 +87,6 @@ def dino_local_loss(student_global: jax.Array, student_local: jax.Array, teacher
   return jnp.sum((global_to_local + local_to_global) * off_diagonal) / jnp.sum(off_diagonal)
 
 
-def _info_nce(q: jax.Array, k: jax.Array, temperature: float) -> jax.Array:
-  """2 tau * mean_b -log softmax_j(q_b . k_j / tau)[b] for L2-normalised q [B, D], k [B, D]."""
-  log_probs = jax.nn.log_softmax((q @ k.T) / temperature, axis=-1)
-  return -2.0 * temperature * jnp.mean(jnp.diagonal(log_probs))
-
-
 def mocov3_local_loss(local_queries: jax.Array, global_queries: jax.Array, local_keys: jax.Array,
                       global_keys: jax.Array, temperature: float) -> jax.Array:
   """CO-MoCoV3's local term: MoCo v3's InfoNCE between local and global embeddings.
@@ -99,10 +94,10 @@ def mocov3_local_loss(local_queries: jax.Array, global_queries: jax.Array, local
   For views (v, v') = (1, 2) and (2, 1), summed (as MoCo v3 sums its two directions):
     L_l(v, v') = 1/N sum_i [ ctr(q_l^{v,i}, k_g^{v'}) + ctr(q_g^v, k_l^{v',i}) ],
   ctr(q, k) = 2 tau * mean_b -log softmax_j(q_b . k_j / tau)[b] on L2-normalised
-  vectors (MoCo v3's loss). The local query of image b at position i has the global key
-  of image b as its positive and the global keys of the other images of the (global)
-  batch as negatives; the global query of image b is contrasted with the keys at
-  position i of every image.
+  vectors (MoCo v3's loss, jssl.losses.mocov3.contrastive). The local query of image b
+  at position i has the global key of image b as its positive and the global keys of
+  the other images of the (global) batch as negatives; the global query of image b is
+  contrasted with the keys at position i of every image.
 
   Args:
     local_queries: [2, B, N, D] online local predictions q2(g2(l^i)).
@@ -115,13 +110,10 @@ def mocov3_local_loss(local_queries: jax.Array, global_queries: jax.Array, local
     Scalar float32 loss.
   """
   _check_two_views(local_queries, global_queries, local_keys, global_keys)
-  lq, gq = l2_normalize(local_queries), l2_normalize(global_queries)
-  lk = l2_normalize(jax.lax.stop_gradient(local_keys))
-  gk = l2_normalize(jax.lax.stop_gradient(global_keys))
-  per_position = jax.vmap(_info_nce, in_axes=(1, None, None))   # over the N positions of the first argument
+  local_queries_vs_key = jax.vmap(contrastive, in_axes=(1, None, None))    # over the N query positions
+  query_vs_local_keys = jax.vmap(contrastive, in_axes=(None, 1, None))     # over the N key positions
   total = 0.0
   for v, w in ((0, 1), (1, 0)):
-    local_to_global = jnp.mean(per_position(lq[v], gk[w], temperature))
-    global_to_local = jnp.mean(jax.vmap(_info_nce, in_axes=(None, 1, None))(gq[v], lk[w], temperature))
-    total = total + local_to_global + global_to_local
+    total = total + jnp.mean(local_queries_vs_key(local_queries[v], global_keys[w], temperature))
+    total = total + jnp.mean(query_vs_local_keys(global_queries[v], local_keys[w], temperature))
   return total

@@ -15,7 +15,8 @@ with w_s = 0.5, Table 5); with a ResNet-50 this recipe is its "CO-BYOL (R50)"
 ablation. Paper's linear top-1 for reference: BYOL 83.5, BYOL-mc 84.7, CO-BYOL 87.6
 (Table 2). The BYOL baseline on the same recipe: `--config.co_byol.w_s=0`.
 The paper also tuned the initial lr in {0.2, 0.4, 0.8, 1.6}
-(chosen values not reported). Not measured yet.
+(chosen values not reported). The paper's CO-SSL backbone: `--config.model.name=rf_resnet
+--config.model.variant=rf99_resnet50` (jssl.models.rf_resnet). Not measured yet.
 """
 from jssl import config as cfg
 

@@ -14,7 +14,8 @@ center), w_s = 0.5, all 7 x 7 positions. Differences: LARS uses optax's trust
 coefficient 0.001 (solo-learn: 0.02); the paper's CO-SSL backbone is RF99-ResNet50.
 Paper's linear top-1 for reference: DINO 84.1, CO-DINO 86.4 (Table 2). The DINO
 baseline: `--config.co_dino.w_s=0`. The paper also tuned the initial lr in {0.2, 0.4, 0.8, 1.6}
-(chosen values not reported). Not measured yet.
+(chosen values not reported). The paper's CO-SSL backbone: `--config.model.name=rf_resnet
+--config.model.variant=rf99_resnet50` (jssl.models.rf_resnet). Not measured yet.
 """
 from jssl import config as cfg
 

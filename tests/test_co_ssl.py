@@ -157,10 +157,6 @@ def test_w_s_zero_is_byol():
 
 @pytest.mark.parametrize("method", ["co_byol", "co_dino", "co_mocov3"])
 def test_one_and_eight_devices_agree(method):
-  try:
-    importlib.import_module(f"jssl.methods.{method}")
-  except ModuleNotFoundError:
-    pytest.skip(f"jssl.methods.{method} is not available")
   config = _co_config(method, local_grid=0)
   batches = _batches(config, 1)
   s1, m1 = _run_steps(config, 1, 1, batches)

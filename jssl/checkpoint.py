@@ -29,7 +29,7 @@ from jssl.data import pipeline
 READ_ONLY = ocp.CheckpointManagerOptions(read_only=True, save_interval_steps=0, create=False)
 HARMLESS = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "num_devices", "on_nonfinite",
             "total_steps", "num_epochs", "eval", "data.data_dir", "data.download", "data.worker_count",
-            "data.read_threads", "data.prefetch_batches", "data.eval_split")
+            "data.read_threads", "data.prefetch_batches", "data.eval_split", "analysis")
 
 
 class DamagedCheckpoint(Exception):

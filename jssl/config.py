@@ -21,7 +21,7 @@ _NUMBERS = (
     ("ema.base", 0.0, True, 1.0), ("ema.end", 0.0, True, 1.0), ("probe.lr", 0.0, False, None),
     ("eval.knn_temperature", 0.0, False, None), ("num_epochs", 0.0, True, None),
     ("log_every_steps", 0, False, None), ("checkpoint_every_steps", 0, False, None),
-    ("keep_checkpoints", 0, False, None),
+    ("keep_checkpoints", 0, False, None), ("analysis.every_epochs", 0.0, True, None),
 )
 
 
@@ -82,6 +82,14 @@ def base(method: str, *, data_source: str = "fashion_mnist", data_name: str | No
   c.eval.batch_size = 512
   c.eval.at_init = False      # also report the k-NN accuracy of the untrained encoder
   c.eval.pixels_baseline = False  # also report the same k-NN on the raw (preprocessed) images
+
+  c.analysis = ml_collections.ConfigDict()   # clustering metrics during training (jssl/evaluators/analysis_monitor.py)
+  c.analysis.every_epochs = 0.0   # 0: off; > 0: at step 0, every this many epochs and at the end
+  c.analysis.layers = ""          # comma-separated intermediates ("stem,block_1,..."); "": pre_logits
+  c.analysis.labels = "classes,superclasses"   # label sets (jssl/evaluators/label_sets.py)
+  c.analysis.max_train_examples = 5000   # fixed random subsets (-1: the whole split)
+  c.analysis.max_test_examples = 2000
+  c.analysis.block_size = 4096
 
   c.on_nonfinite = "stop"     # a NaN/Inf loss, gradient or parameter: stop the run | skip the update
   c.log_every_steps = 50

@@ -2,8 +2,8 @@
 
 Every method plugs in through `jssl.methods.<config.method>` (build, init_state,
 loss); the trainer does augmentation, gradients, the optimizer, the EMA
-teacher, the online linear probe, the collapse monitor, logging, checkpoints
-and the k-NN monitor.
+teacher, the online linear probe, the collapse monitor, logging, checkpoints,
+the k-NN monitor and the clustering analysis.
 """
 import os
 import signal
@@ -18,7 +18,7 @@ from jssl import checkpoint, guard, logs, optim, sharding
 from jssl import config as config_lib
 from jssl import state as state_lib
 from jssl.data import multicrop, pipeline
-from jssl.evaluators import monitor
+from jssl.evaluators import analysis_monitor, monitor
 from jssl.losses.byol import l2_normalize
 from jssl.methods.common import StepContext
 
@@ -171,6 +171,8 @@ class Trainer:
                            out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
                            donate_argnums=0)
     self.monitor = monitor.KnnMonitor(c, self.setup, self.mesh)
+    self.analysis = analysis_monitor.AnalysisMonitor(c, self.setup, self.mesh, steps_per_epoch=self.steps_per_epoch,
+                                                     state=self.state, log=self._log)
     n_params = state_lib.count_params(self.state["params"])
     self._log(f"{c.method} on {c.data.source} {info['image_shape']}: {n_params / 1e6:.2f}M student parameters, "
               f"{self.total_steps} steps ({self.steps_per_epoch}/epoch), batch {c.batch_size} over "
@@ -249,6 +251,8 @@ class Trainer:
     if c.eval.at_init and start == 0:
       summary.update({f"init/{k}": v for k, v in self.knn("random init").items()})
       writer.write(0, summary)
+    if start == 0 and self.analysis.due(0):
+      writer.write(0, self.analysis.run(self.state, 0))
     progress = Progress(self.total_steps, start, c.batch_size, enabled=self.verbose and jax.process_index() == 0)
     t_start, metrics = time.perf_counter(), {}
     step = start
@@ -290,6 +294,9 @@ class Trainer:
         if c.eval.every_steps > 0 and step % c.eval.every_steps == 0 and step < self.total_steps:
           self.check_finite()
           writer.write(step, self.knn(f"step {step}"))
+        if self.analysis.due(step) and step < self.total_steps:
+          self.check_finite()
+          writer.write(step, self.analysis.run(self.state, step))
         if step % c.checkpoint_every_steps == 0:
           self.save()
       progress.close()
@@ -311,6 +318,8 @@ class Trainer:
                 + f" [{time.perf_counter() - t0:.1f}s]")
       final.update(pixels)
     writer.write(step, final)
+    if self.analysis.enabled:
+      writer.write(step, self.analysis.run(self.state, step))
     writer.close()
     summary.update(final)
     if metrics:

@@ -1,0 +1,184 @@
+"""Plots of the clustering metrics a run tracked during training (paper 004, Figures 2-5).
+
+  python -m jssl.evaluators.analysis_plots --workdir=runs/vicreg_res_lh [--out=DIR]
+
+Reads the `analysis/<layer>/<labels>/<metric>` columns of workdir/metrics.jsonl (written
+by jssl/evaluators/analysis_monitor.py) and writes PNGs to --out (default
+workdir/analysis_plots):
+
+  epochs_<labels>.png         NCC train, NCC test, CDNV (log scale) and the class
+                              variance / class distance against the epoch, one line per
+                              layer (Figures 2, 3 right)
+  layers_<labels>.png         NCC test and CDNV against the layer, one line per evaluated
+                              epoch, light to dark (Figure 5 left, middle)
+  layers_final.png            NCC test, CDNV, class variance and class distance against the
+                              layer at the last epoch, one line per label set (Figure 5)
+  ratio_<other>_<first>.png   each metric under another label set over the first one
+                              (semantic classes), against the epoch, one line per layer
+                              (Figure 4 right, Figure 5 right)
+"""
+import collections
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from jssl.writers import read_rows  # noqa: E402
+
+TITLES = {"ncc_train": "NCC train accuracy", "ncc_test": "NCC test accuracy", "cdnv": "CDNV (log scale)",
+          "class_variance": "Average class variance", "class_distance": "Average squared class-mean distance",
+          "var_over_dist": "Class variance / class distance"}
+
+
+def load(workdir: str) -> tuple[np.ndarray, dict]:
+  """(epochs [T], {(layer, labels, metric): values [T]}) of the analysis rows, in step order.
+
+  A step logged twice (a finished run evaluated again) keeps its last row.
+  """
+  by_step = {}
+  for row in read_rows(workdir):
+    if "analysis/epoch" in row:
+      by_step[row["step"]] = row
+  rows = [by_step[s] for s in sorted(by_step)]
+  if not rows:
+    raise ValueError(f"{workdir}/metrics.jsonl has no analysis rows; train with --config.analysis.every_epochs=1.")
+  series = collections.OrderedDict()
+  for key in rows[-1]:
+    parts = key.split("/")
+    if len(parts) == 4 and parts[0] == "analysis":
+      series[tuple(parts[1:])] = np.array([r.get(key, np.nan) for r in rows], np.float64)
+  return np.array([r["analysis/epoch"] for r in rows]), series
+
+
+def _names(series: dict, i: int) -> list[str]:
+  return list(dict.fromkeys(k[i] for k in series))
+
+
+def _finish(fig, axes, title: str, path: str, legend_title: str) -> str:
+  handles, labels = axes[0].get_legend_handles_labels()
+  fig.legend(handles, labels, title=legend_title, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=10,
+             title_fontsize=11, frameon=False)
+  fig.suptitle(title, fontsize=14)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110, bbox_inches="tight")
+  plt.close(fig)
+  return path
+
+
+def _panels(n: int):
+  fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.8), squeeze=False)
+  return fig, list(axes[0])
+
+
+def _with_ratio(series: dict) -> dict:
+  """Adds class variance / class distance (CDNV's two factors side by side) per layer and label set."""
+  out = dict(series)
+  for layer in _names(series, 0):
+    for labels in _names(series, 1):
+      v, d = series.get((layer, labels, "class_variance")), series.get((layer, labels, "class_distance"))
+      if v is not None and d is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+          out[layer, labels, "var_over_dist"] = v / d
+  return out
+
+
+def _style(ax, metric: str, xlabel: str) -> None:
+  ax.set_title(TITLES.get(metric, metric), fontsize=12)
+  ax.set_xlabel(xlabel, fontsize=11)
+  if metric == "cdnv":
+    ax.set_yscale("log")
+    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):   # 2.5, not 2.5 x 10^0
+      axis(matplotlib.ticker.FormatStrFormatter("%g"))
+  ax.grid(alpha=0.3)
+  ax.tick_params(labelsize=10)
+
+
+def plot_epochs(epochs, series, labels: str, path: str) -> str:
+  metrics = ("ncc_train", "ncc_test", "cdnv", "var_over_dist")
+  layers = _names(series, 0)
+  colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(layers)))
+  fig, axes = _panels(len(metrics))
+  for ax, metric in zip(axes, metrics):
+    for layer, color in zip(layers, colors):
+      if (layer, labels, metric) in series:
+        ax.plot(epochs, series[layer, labels, metric], marker="o", markersize=3, color=color, label=layer)
+    _style(ax, metric, "epoch")
+  return _finish(fig, axes, f"Clustering over training ({labels})", path, "layer")
+
+
+def plot_layers(epochs, series, labels: str, path: str) -> str:
+  metrics = ("ncc_test", "cdnv")
+  layers = _names(series, 0)
+  colors = plt.cm.viridis_r(np.linspace(0.1, 1.0, len(epochs)))   # light = early, dark = late
+  fig, axes = _panels(len(metrics))
+  for ax, metric in zip(axes, metrics):
+    for t, (epoch, color) in enumerate(zip(epochs, colors)):
+      values = [series.get((layer, labels, metric), np.full(len(epochs), np.nan))[t] for layer in layers]
+      ax.plot(range(len(layers)), values, marker="o", markersize=3, color=color, label=f"{epoch:g}")
+    _style(ax, metric, "layer")
+    ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right")
+  return _finish(fig, axes, f"Clustering across layers ({labels})", path, "epoch")
+
+
+def plot_layers_final(epochs, series, path: str) -> str:
+  metrics = ("ncc_test", "cdnv", "class_variance", "class_distance")
+  layers, sets = _names(series, 0), _names(series, 1)
+  fig, axes = _panels(len(metrics))
+  for ax, metric in zip(axes, metrics):
+    for labels in sets:
+      values = [series.get((layer, labels, metric), [np.nan])[-1] for layer in layers]
+      ax.plot(range(len(layers)), values, marker="o", markersize=4, label=labels)
+    _style(ax, metric, "layer")
+    ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right")
+  return _finish(fig, axes, f"Clustering across layers at epoch {epochs[-1]:g}", path, "label set")
+
+
+def plot_ratio(epochs, series, other: str, base: str, path: str) -> str:
+  metrics = ("ncc_test", "cdnv", "class_variance", "class_distance")
+  layers = _names(series, 0)
+  colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(layers)))
+  fig, axes = _panels(len(metrics))
+  for ax, metric in zip(axes, metrics):
+    for layer, color in zip(layers, colors):
+      a, b = series.get((layer, other, metric)), series.get((layer, base, metric))
+      if a is not None and b is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+          ax.plot(epochs, a / b, marker="o", markersize=3, color=color, label=layer)
+    _style(ax, metric, "epoch")
+    ax.set_title(f"{TITLES[metric].replace(' (log scale)', '')}\n{other} / {base}", fontsize=11)
+    ax.set_yscale("linear")
+  return _finish(fig, axes, f"Label set {other} relative to {base}", path, "layer")
+
+
+def plot_run(workdir: str, out: str | None = None) -> list[str]:
+  """Writes every figure of the run in `workdir`; returns the PNG paths."""
+  out = out or os.path.join(workdir, "analysis_plots")
+  os.makedirs(out, exist_ok=True)
+  epochs, series = load(workdir)
+  series = _with_ratio(series)
+  sets = _names(series, 1)
+  paths = []
+  for labels in sets:
+    paths.append(plot_epochs(epochs, series, labels, os.path.join(out, f"epochs_{labels}.png")))
+    paths.append(plot_layers(epochs, series, labels, os.path.join(out, f"layers_{labels}.png")))
+  paths.append(plot_layers_final(epochs, series, os.path.join(out, "layers_final.png")))
+  for other in sets[1:]:
+    paths.append(plot_ratio(epochs, series, other, sets[0], os.path.join(out, f"ratio_{other}_{sets[0]}.png")))
+  return paths
+
+
+def main(argv):
+  del argv
+  for path in plot_run(flags.FLAGS.workdir, flags.FLAGS.out):
+    print(path)
+
+
+if __name__ == "__main__":
+  flags.DEFINE_string("workdir", None, "Run directory holding metrics.jsonl.", required=True)
+  flags.DEFINE_string("out", None, "Where the PNGs go (default: <workdir>/analysis_plots).")
+  app.run(main)

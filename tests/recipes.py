@@ -38,6 +38,7 @@ _HEADS = {   # method -> head widths that replace the recipe's
     # CO-SSL methods: their local heads; the base method's block (config.byol, ...) shrinks by its own entry.
     "co_byol": dict(local_proj_hidden=32, local_pred_hidden=32),
     "co_mocov3": dict(local_proj_hidden=32, local_pred_hidden=32),
+    "vicreg": dict(expander_hidden=32, expander_dim=16),
 }
 
 
@@ -79,6 +80,8 @@ def shrink(config):
     # Two blocks in stage 1 keep a shifted-window block; window 4 on the 16 x 16
     # first stage keeps padding and shifting as the full-size recipe has them.
     m.embed_dim, m.depths, m.num_heads, m.window_size = 8, (2, 1, 1, 1), (1, 1, 2, 2), 4
+  elif m.name == "res_lh":
+    m.depth, m.width = min(m.depth, 2), min(m.width, 8)
   # ResNets have no depth or width below their preset here: only images and batch shrink.
   global_size, local_size = _sides(c)
   if global_size != c.aug.global_size:

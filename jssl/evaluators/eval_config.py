@@ -63,6 +63,12 @@ def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
   c.analysis.layers = ""          # comma-separated layers, each analysed; "": c.layer
   c.analysis.linear = False       # also the linear probe (c.linear's protocol) and NCC / linear
   c.analysis.block_size = 4096    # rows per blockwise step
+  c.analysis.mine = False         # also I(input; layer) by MINE (jssl/evaluators/mine.py), in nats
+  c.analysis.mine_examples = 2000   # the first N train images (-1: all)
+  c.analysis.mine_seeds = 5         # critics averaged, as paper 004
+  c.analysis.mine_steps = 2000
+  c.analysis.mine_hidden = 128      # the critic's two hidden layers
+  c.analysis.mine_pca_dim = 64      # > 0: each side projected on its top principal components first
 
   c.robustness = ml_collections.ConfigDict()   # paper 003's Tables 3-4 (jssl/evaluators/robustness.py)
   c.robustness.corruptions = ("gaussian_noise,shot_noise,impulse_noise,defocus_blur,glass_blur,motion_blur,"

@@ -8,7 +8,8 @@ test accuracy with the train split's class centres, CDNV, the average class vari
 and the average squared distance between class means (on train), the linear probe's
 test accuracy (configs/eval/linear.py's protocol) and the ratio NCC test / linear test.
 Every block of a RES-L-H run: `--config.analysis.layers=block_1,block_2,...`; without
-the probe: `--config.analysis.linear=False`.
+the probe: `--config.analysis.linear=False`. With `--config.analysis.mine=True`, also
+MINE's I(input; layer) in nats (jssl/evaluators/mine.py; 5 seeds, 2,000 train images).
 """
 from jssl.evaluators import eval_config
 

@@ -80,6 +80,8 @@ def shrink(config):
     # Two blocks in stage 1 keep a shifted-window block; window 4 on the 16 x 16
     # first stage keeps padding and shifting as the full-size recipe has them.
     m.embed_dim, m.depths, m.num_heads, m.window_size = 8, (2, 1, 1, 1), (1, 1, 2, 2), 4
+  elif m.name == "treenet":   # its DINO head shrinks by the "dino" entry of _HEADS
+    m.num_leaves, m.join_hidden_dim, m.join_dim = min(m.num_leaves, 2), 32, 16
   elif m.name == "res_lh":
     m.depth, m.width = min(m.depth, 2), min(m.width, 8)
   # ResNets have no depth or width below their preset here: only images and batch shrink.

@@ -1,4 +1,4 @@
-"""TreeNet (8 leaves, dense join) with DINO on Fashion-MNIST, sized for a 2-core CPU.
+"""TreeNet (8 leaves, dense join) with DINO on Fashion-MNIST: jssl's smallest TreeNet recipe (hours on a 2-core CPU).
 
   python -m jssl.main --config=configs/treenet_fmnist.py --workdir=runs/treenet_fmnist
 

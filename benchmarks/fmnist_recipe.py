@@ -26,11 +26,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  from jssl import sharding, train
+  from jssl import logs, sharding, train
   from jssl.evaluators import eval_config
   from jssl.evaluators import program as evaluate
   config = _CONFIG.value
   workdir = _WORKDIR.value
+  logs.configure(log_file=os.path.join(workdir, logs.LOG_FILE))   # library INFO logs to the file only
   t0 = time.perf_counter()
   summary = train.train(config, workdir)
   wall = time.perf_counter() - t0

@@ -11,6 +11,8 @@ global average pool of the last stage. Configured by
   cfg.stem_pool = True     # False: drop the 3x3 stride-2 max-pool after the 7x7 stride-2 stem
                            # (28 px on CPU: stage 1 at 14 x 14 instead of 7 x 7)
   cfg.width = 1            # channel multiplier (wide ResNets, e.g. SimCLR's 2x/4x)
+  cfg.widths = ()          # optional per-stage base widths replacing the variant's, e.g.
+                           # (16, 32, 64, 512) for a wider output at little cost on 28 px
   cfg.dtype = "float32"    # compute dtype, "float32" or "bfloat16"
 
 Precision: parameters and BatchNorm statistics are float32 whatever `cfg.dtype` says.
@@ -228,6 +230,12 @@ def create(cfg: ml_collections.ConfigDict, *, in_channels: int,
     raise ValueError(
       f"model.variant must be one of {sorted(_VARIANTS)}, got {variant!r}.")
   block, stage_sizes, widths = _VARIANTS[variant]
+  custom = tuple(cfg.get("widths", None) or ())
+  if custom:
+    if len(custom) != len(stage_sizes) or not all(isinstance(w, int) and w > 0 for w in custom):
+      raise ValueError(f"model.widths={custom!r} must be {len(stage_sizes)} positive integers, "
+                       f"one per stage of {variant}.")
+    widths = custom
   return ResNet(
     block=block, stage_sizes=stage_sizes, widths=widths,
     in_channels=in_channels, small_stem=bool(cfg.get("small_stem", False)),

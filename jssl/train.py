@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jssl import checkpoint, guard, logs, optim, sharding
+from jssl import checkpoint, guard, logs, optim, peaks, sharding
 from jssl import config as config_lib
 from jssl import state as state_lib
 from jssl.data import multicrop, pipeline
@@ -139,20 +139,9 @@ class Trainer:
     compilation of the train step.
     """
     c = self.config
-    self.mesh = sharding.make_mesh(None if c.num_devices < 0 else c.num_devices)
-    info = config_lib.validate(c, num_devices=self.mesh.devices.size)
-    self.info = info
-    self.steps_per_epoch = config_lib.steps_per_epoch(c, info["num_train"])
-    self.total_steps = config_lib.total_steps(c, info["num_train"])
-    self.setup, init_fn = state_lib.build(c, in_channels=info["image_shape"][-1], num_classes=info["num_classes"],
-                                          total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch)
-    rng = jax.random.PRNGKey(c.seed)
-    abstract = jax.eval_shape(init_fn, rng)
-    self.state_shardings = state_lib.state_shardings(c, abstract, self.mesh)
-    self.batch_sharding = sharding.batch_sharded(self.mesh)
-    self.data = pipeline.train_iterator(c.data, global_batch_size=c.batch_size, seed=c.seed)
+    info = self.build()
     self.checkpointer = checkpoint.Checkpointer(self.workdir, keep=c.keep_checkpoints)
-    target = checkpoint.abstract_with_shardings(abstract, self.state_shardings)
+    target = checkpoint.abstract_with_shardings(self.abstract_state, self.state_shardings)
     restored = self.checkpointer.restore_latest(target, self.data, c, allow_changes=self.allow_config_changes,
                                                 log=self._log)
     if restored is not None:
@@ -165,11 +154,7 @@ class Trainer:
         from jssl.writers import truncate_metrics
         truncate_metrics(self.workdir, step)   # the steps after `step` run again
     else:
-      self.state = jax.jit(init_fn, out_shardings=self.state_shardings)(rng)
-    self.step_fn = jax.jit(make_train_step(c, self.setup),
-                           in_shardings=(self.state_shardings, self.batch_sharding),
-                           out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
-                           donate_argnums=0)
+      self.state = self.init_state()
     self.monitor = monitor.KnnMonitor(c, self.setup, self.mesh)
     self.analysis = analysis_monitor.AnalysisMonitor(c, self.setup, self.mesh, steps_per_epoch=self.steps_per_epoch,
                                                      state=self.state, log=self._log)
@@ -178,6 +163,44 @@ class Trainer:
               f"{self.total_steps} steps ({self.steps_per_epoch}/epoch), batch {c.batch_size} over "
               f"{self.mesh.devices.size} device(s).")
     return self
+
+  def build(self) -> dict:
+    """Validates the config and builds the mesh, the data iterator, the state's shapes and
+    shardings and the jitted step (nothing compiled, no state allocated); returns the
+    dataset info. `prepare` and the benchmark (jssl.benchmark) both start here."""
+    c = self.config
+    self.mesh = sharding.make_mesh(None if c.num_devices < 0 else c.num_devices)
+    info = config_lib.validate(c, num_devices=self.mesh.devices.size)
+    self.info = info
+    self.steps_per_epoch = config_lib.steps_per_epoch(c, info["num_train"])
+    self.total_steps = config_lib.total_steps(c, info["num_train"])
+    self.setup, self._init_fn = state_lib.build(c, in_channels=info["image_shape"][-1],
+                                                num_classes=info["num_classes"], total_steps=self.total_steps,
+                                                steps_per_epoch=self.steps_per_epoch)
+    self.abstract_state = jax.eval_shape(self._init_fn, jax.random.PRNGKey(c.seed))
+    self.state_shardings = state_lib.state_shardings(c, self.abstract_state, self.mesh)
+    self.batch_sharding = sharding.batch_sharded(self.mesh)
+    self.data = pipeline.train_iterator(c.data, global_batch_size=c.batch_size, seed=c.seed)
+    self.step_fn = jax.jit(make_train_step(c, self.setup),
+                           in_shardings=(self.state_shardings, self.batch_sharding),
+                           out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
+                           donate_argnums=0)
+    return info
+
+  def init_state(self) -> dict:
+    """A freshly initialised state (step 0), sharded as the step expects."""
+    return jax.jit(self._init_fn, out_shardings=self.state_shardings)(jax.random.PRNGKey(self.config.seed))
+
+  def _mfu_per_image(self, batch) -> float | None:
+    """MFU per image/s: FLOPs per step of one device (XLA's count of the compiled step) /
+    batch size / that device's peak FLOP/s; None on devices without a known peak
+    (jssl/peaks.py), where nothing is done. The compilation is the one the first step
+    needs anyway: jit reuses it."""
+    known = peaks.peak_flops(jax.devices()[0].device_kind)
+    if known is None:
+      return None
+    flops = peaks.compiled_flops(self.step_fn.lower(self.state, batch).compile())
+    return flops / self.config.batch_size / known[0] if flops else None
 
   def _log(self, msg: str) -> None:
     logs.logger.info(msg)   # the log file; the terminal gets the printed line
@@ -231,7 +254,7 @@ class Trainer:
     trained = next((r for r in reversed(rows) if "loss" in r), {})
     seconds = float(trained.get("train_seconds", 0.0))
     trained = {k: v for k, v in trained.items() if k not in ("step", "time", "epoch", "images_per_s",
-                                                              "train_seconds", "skipped_steps")}
+                                                              "train_seconds", "skipped_steps", "mfu")}
     return init, trained, seconds
 
   def run(self, until: int | None = None) -> dict:
@@ -255,6 +278,7 @@ class Trainer:
       writer.write(0, self.analysis.run(self.state, 0))
     progress = Progress(self.total_steps, start, c.batch_size, enabled=self.verbose and jax.process_index() == 0)
     t_start, metrics = time.perf_counter(), {}
+    mfu_per_image = None   # set at the first step where the device's peak is known
     step = start
     requests = StopRequests().install()
     try:
@@ -271,6 +295,8 @@ class Trainer:
           self._log(message)
           raise Preempted(message, signum)
         batch = pipeline.to_global(next(self.data), self.batch_sharding)
+        if step == start:
+          mfu_per_image = self._mfu_per_image(batch)
         self.state, metrics = self.step_fn(self.state, batch)
         step += 1
         self._pending.append((step, metrics["nonfinite"]))
@@ -288,6 +314,8 @@ class Trainer:
           rate = progress.update(step, host)
           if rate is not None:
             host["images_per_s"] = rate
+            if mfu_per_image:
+              host["mfu"] = rate * mfu_per_image
           host["epoch"] = step / self.steps_per_epoch
           host["train_seconds"] = seconds_before + time.perf_counter() - t_start
           writer.write(step, host)

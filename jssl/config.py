@@ -94,7 +94,8 @@ def base(method: str, *, data_source: str = "fashion_mnist", data_name: str | No
   c.on_nonfinite = "stop"     # a NaN/Inf loss, gradient or parameter: stop the run | skip the update
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
-  c.keep_checkpoints = 2
+  c.checkpoint_steps = ""     # comma-separated extra steps to save ("0,10,100"; 0: the untrained state)
+  c.keep_checkpoints = 2      # the newest N are kept; with checkpoint_steps, enough to keep them all
   c.num_devices = -1          # -1: all devices
   module = importlib.import_module(f"jssl.methods.{method}")
   if hasattr(module, "training_defaults"):   # the method's own recipe (optimiser, EMA, ...)
@@ -125,9 +126,37 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> dict:
   _check_numbers(config)
   info = sources.dataset_info(config.data)
   multicrop.validate(config.aug, tuple(info["image_shape"]))
-  if total_steps(config, info["num_train"]) <= 0:
+  method = importlib.import_module(f"jssl.methods.{config.method}")
+  if hasattr(method, "validate_data"):   # a method whose networks depend on the data (a classifier's width)
+    method.validate_data(config, info)
+  total = total_steps(config, info["num_train"])
+  if total <= 0:
     raise ValueError("total_steps and num_epochs give no training steps; set one of them > 0.")
+  _check_saves(config, total)
   return info
+
+
+def checkpoint_steps(config) -> list[int]:
+  """The extra steps of `config.checkpoint_steps`, sorted; one sentence for a bad entry."""
+  text = str(config.get("checkpoint_steps", "") or "")
+  try:
+    steps = sorted({int(s) for s in text.split(",") if s.strip()})
+  except ValueError:
+    steps = [-1]
+  if steps and steps[0] < 0:
+    raise ValueError(f"checkpoint_steps={text!r} must be comma-separated steps >= 0, e.g. '0,10,100'.")
+  return steps
+
+
+def _check_saves(config, total: int) -> None:
+  """With checkpoint_steps, keep_checkpoints must keep every checkpoint the run saves."""
+  extra = [s for s in checkpoint_steps(config) if s <= total]
+  if not extra:
+    return
+  saves = set(extra) | set(range(config.checkpoint_every_steps, total + 1, config.checkpoint_every_steps)) | {total}
+  if config.keep_checkpoints < len(saves):
+    raise ValueError(f"keep_checkpoints={config.keep_checkpoints} would delete some of checkpoint_steps: the run "
+                     f"saves {len(saves)} checkpoints; set keep_checkpoints >= {len(saves)}.")
 
 
 def _check_numbers(config) -> None:

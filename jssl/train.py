@@ -51,6 +51,7 @@ def make_train_step(config, setup: state_lib.Setup):
     step = state["step"]
     aug_key, loss_key = jax.random.split(jax.random.fold_in(state["rng"], step))
     views = multicrop.make_views(aug_key, batch["image"], config.aug)
+    views["label"] = batch["label"]   # read by methods that train on labels (supervised) and ignored by the rest
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], state, views, loss_key)
     method_state, metrics, feats, stats, t_stats = aux
     updates, opt_state = setup.tx.update(grads, state["opt_state"], state["params"])
@@ -276,6 +277,9 @@ class Trainer:
       writer.write(0, summary)
     if start == 0 and self.analysis.due(0):
       writer.write(0, self.analysis.run(self.state, 0))
+    extra_saves = set(config_lib.checkpoint_steps(c))
+    if start == 0 and 0 in extra_saves:
+      self.save()   # the untrained state (the most random targets of a supervised run)
     progress = Progress(self.total_steps, start, c.batch_size, enabled=self.verbose and jax.process_index() == 0)
     t_start, metrics = time.perf_counter(), {}
     mfu_per_image = None   # set at the first step where the device's peak is known
@@ -325,7 +329,7 @@ class Trainer:
         if self.analysis.due(step) and step < self.total_steps:
           self.check_finite()
           writer.write(step, self.analysis.run(self.state, step))
-        if step % c.checkpoint_every_steps == 0:
+        if step % c.checkpoint_every_steps == 0 or step in extra_saves:
           self.save()
       progress.close()
       if step > start:

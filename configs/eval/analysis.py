@@ -10,6 +10,13 @@ test accuracy (configs/eval/linear.py's protocol) and the ratio NCC test / linea
 Every block of a RES-L-H run: `--config.analysis.layers=block_1,block_2,...`; without
 the probe: `--config.analysis.linear=False`. With `--config.analysis.mine=True`, also
 MINE's I(input; layer) in nats (jssl/evaluators/mine.py; 5 seeds, 2,000 train images).
+
+Random targets of graded randomness (paper 004, section 5): train a classifier with
+configs/supervised_res_lh_fmnist.py, then add its predictions as label sets,
+`--config.analysis.labels=classes,predicted:runs/supervised_res_lh@all` (or `@STEP` for
+one checkpoint). Each such set reports its randomness (1 - STEP / the run's last step)
+and its agreement with the true classes ("agreement_train", "agreement_test"), then
+every metric above (docs/evaluation.md, "Random targets").
 """
 from jssl.evaluators import eval_config
 

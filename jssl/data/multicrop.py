@@ -3,8 +3,8 @@
 `make_views` turns a uint8 batch into the global (and, for DINO-style
 multi-crop, local) views a method consumes, grouped by resolution so every
 group has a static shape. `aug_config` holds the defaults of the SimCLR, BYOL
-and DINO recipes; `validate` rejects a bad config with one sentence before
-anything is compiled.
+and DINO recipes and of supervised training; `validate` rejects a bad config
+with one sentence before anything is compiled.
 
 Typical use inside a jitted step (the config is static, so it is closed over):
 
@@ -23,7 +23,7 @@ import ml_collections
 
 from jssl.data import augment
 
-RECIPES = ("byol", "dino", "simclr")
+RECIPES = ("byol", "dino", "simclr", "supervised")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,7 +38,8 @@ def aug_config(recipe: str, *, global_size: int, local_size: int = 0,
   """Default augmentation config of a recipe.
 
   Args:
-    recipe: one of "byol", "dino", "simclr".
+    recipe: one of "byol", "dino", "simclr", "supervised" (one view: random
+      resized crop and flip only, torchvision's ImageNet classification recipe).
     global_size: side of the global views.
     local_size: side of the local views (multi-crop only).
     num_local: number of local views; 0 disables multi-crop.
@@ -82,6 +83,10 @@ def aug_config(recipe: str, *, global_size: int, local_size: int = 0,
   c.local_blur_p = 0.5
   c.blur_sigma = (0.1, 2.0)
   c.local_solarize_p = 0.0
+  if recipe == "supervised":
+    c.num_global = 1
+    c.jitter_p = c.gray_p = 0.0
+    c.blur_p, c.solarize_p = (0.0,), (0.0,)
   if small_images:
     # A 10% kernel on 28-32 px is 3 taps: blur mostly destroys the little
     # detail such images have, so the small-image recipes drop it.

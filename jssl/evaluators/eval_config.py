@@ -59,7 +59,8 @@ def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
   c.plots.max_points = 2000
 
   c.analysis = ml_collections.ConfigDict()   # clustering metrics (jssl/evaluators/analysis_eval.py)
-  c.analysis.labels = "classes"   # comma-separated label sets: classes, superclasses (Fashion-MNIST)
+  c.analysis.labels = "classes"   # comma-separated label sets: classes, superclasses (Fashion-MNIST),
+                                  # predicted:RUN@STEP or predicted:RUN@all (a supervised run's predictions)
   c.analysis.layers = ""          # comma-separated layers, each analysed; "": c.layer
   c.analysis.linear = False       # also the linear probe (c.linear's protocol) and NCC / linear
   c.analysis.block_size = 4096    # rows per blockwise step

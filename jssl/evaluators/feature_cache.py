@@ -113,22 +113,28 @@ def intermediate_names(encoder_def, params, stats, aug, image_shape) -> list[str
   return sorted(jax.eval_shape(fn, params, stats, x))
 
 
-def checkpoint_step(path: str, step: int | None) -> int:
-  """The newest (or the given) step of a jssl run, or one sentence saying why there is none."""
+def checkpoint_steps(path: str) -> list[int]:
+  """The saved steps of a jssl run, sorted, or one sentence when it has no checkpoint directory."""
   directory = os.path.abspath(os.path.join(path, "checkpoints"))
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"No jssl checkpoint in {path}: {directory} does not exist.")
   from jssl.checkpoint import READ_ONLY
   manager = ocp.CheckpointManager(directory, options=READ_ONLY)
   try:
-    steps = list(manager.all_steps())
-    chosen = max(steps, default=None) if step is None else step
-    if chosen is None or chosen not in steps:
-      raise FileNotFoundError(f"No checkpoint step {step if step is not None else ''} in {directory} "
-                              f"(it has steps {steps}).")
-    return chosen
+    return sorted(manager.all_steps())
   finally:
     manager.close()
+
+
+def checkpoint_step(path: str, step: int | None) -> int:
+  """The newest (or the given) step of a jssl run, or one sentence saying why there is none."""
+  steps = checkpoint_steps(path)
+  chosen = max(steps, default=None) if step is None else step
+  if chosen is None or chosen not in steps:
+    directory = os.path.abspath(os.path.join(path, "checkpoints"))
+    raise FileNotFoundError(f"No checkpoint step {step if step is not None else ''} in {directory} "
+                            f"(it has steps {steps}).")
+  return chosen
 
 
 def eval_data_config(ckpt_config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:

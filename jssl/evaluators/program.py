@@ -95,7 +95,7 @@ def run(config, workdir: str, mesh=None) -> list[dict]:
       plotted.append(_plot(config, workdir, tr, te, path, network, layer, len(plotted), trained))
     if "analysis" in evals:
       from jssl.evaluators import analysis_eval
-      rows += analysis_eval.rows(config, path, network, layer, features, protocol)
+      rows += analysis_eval.rows(config, path, network, layer, features, protocol, store=store)
     if "robustness" in evals:
       got, pngs = robustness.rows(config, store, path, network, layer, tr, te, protocol, mesh, workdir, len(plotted))
       rows, plotted = rows + got, plotted + pngs

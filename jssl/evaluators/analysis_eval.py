@@ -16,10 +16,16 @@ count and order: its "logits" layer goes through the same feature cache). Their 
 carry `randomness` (1 - STEP / RUN's newest step), and each adds two rows,
 "agreement_train" and "agreement_test": the fraction of images whose predicted label is
 their true class (about 1/K for arbitrary labels, the classifier's accuracy at the end).
+
+The label set "samples" is paper 004's sample-level labelling (jssl/evaluators/sample_level.py):
+`samples.images` train images (seeded), each its own class, with `samples.train_augs`
+augmented views of each as the train set and `samples.test_augs` other views as the test
+set, drawn by the checkpoint's own training augmentation and extracted once for all layers.
+Its rows state these sets in `train` and `test` instead of the analysed splits.
 """
 import os
 
-from jssl.evaluators import analysis, feature_cache, label_sets, linear, mine, report
+from jssl.evaluators import analysis, feature_cache, label_sets, linear, mine, report, sample_level
 
 _METRICS = ("ncc_train", "ncc_test", "cdnv", "class_variance", "class_distance")
 
@@ -32,18 +38,25 @@ def rows(config, path: str, network: str, layer: str, features, protocol: dict, 
   cfg = config.analysis
   layers = [name.strip() for name in cfg.layers.split(",") if name.strip()] or [layer]
   sets = [name.strip() for name in cfg.labels.split(",") if name.strip()]
-  unknown = sorted(set(s for s in sets if not label_sets.is_predicted(s)) - set(label_sets.LABEL_SETS))
+  known = label_sets.LABEL_SETS + (label_sets.SAMPLES,)
+  unknown = sorted(set(s for s in sets if not label_sets.is_predicted(s)) - set(known))
   if unknown or not sets:
-    raise ValueError(f"config.analysis.labels={cfg.labels!r} must name some of {', '.join(label_sets.LABEL_SETS)} "
+    raise ValueError(f"config.analysis.labels={cfg.labels!r} must name some of {', '.join(known)} "
                      f"or predicted:RUN@STEP.")
   sets = _expand(sets, store)
+  if label_sets.SAMPLES in sets:
+    sample_level.check(cfg.samples)
+    if store is None:
+      raise ValueError("analysis label set 'samples' needs the evaluation program's feature store.")
   out, predicted = [], {}   # predicted: label set -> (train labels, test labels, classes, extra protocol)
+  samples = None            # sample_level.SampleFeatures of every layer, extracted in one pass
   for name in layers:
     if cfg.mine:
       out.append(_mine_row(cfg, path, network, name, features, protocol))
     tr, te = features(path, network, name, "train"), features(path, network, name, "test")
     ytr, yte = feature_cache.require_labels(tr, "analysis"), feature_cache.require_labels(te, "analysis")
     for label_set in sets:
+      xtr, xte = tr.feats, te.feats
       if isinstance(label_set, tuple):   # (name, run, step, last step): computed once, for the first layer
         key = label_set[0]
         if key not in predicted:
@@ -53,16 +66,21 @@ def rows(config, path: str, network: str, layer: str, features, protocol: dict, 
                              **dict(protocol, layer="", labels=key, **extra))
                   for split, y, truth in (("train", a, ytr), ("test", b, yte))]
         a, b, num_classes, extra = predicted[key]
+      elif label_set == label_sets.SAMPLES:
+        if samples is None:
+          samples = sample_level.features(store, cfg.samples, tr.protocol, network, layers)
+        key, extra, num_classes = label_set, samples.protocol, cfg.samples.images
+        (xtr, xte), a, b = samples.feats[name], samples.train_labels, samples.test_labels
       else:
         key, extra = label_set, {}
         a, num_classes = label_sets.relabel(ytr, tr.num_classes, label_set, tr.protocol.get("data", {}))
         b, _ = label_sets.relabel(yte, te.num_classes, label_set, te.protocol.get("data", {}))
       where = dict(protocol, layer=name, labels=key, classes=num_classes, **extra)
-      values = analysis.analyse(tr.feats, a, te.feats, b, num_classes=num_classes, block_size=cfg.block_size)
+      values = analysis.analyse(xtr, a, xte, b, num_classes=num_classes, block_size=cfg.block_size)
       out += [report.row("analysis", metric, values[metric], **where) for metric in _METRICS]
       if cfg.linear:
         probe_cfg = {k: v for k, v in config.linear.to_dict().items() if k != "layers"}
-        acc = linear.probe(tr.feats, a, te.feats, b, num_classes=num_classes, cfg=probe_cfg)["test_acc"]
+        acc = linear.probe(xtr, a, xte, b, num_classes=num_classes, cfg=probe_cfg)["test_acc"]
         out.append(report.row("analysis", "linear_test", acc, **where))
         out.append(report.row("analysis", "ncc_linear_ratio", analysis.ncc_linear_ratio(values["ncc_test"], acc),
                               **where))

@@ -60,6 +60,7 @@ def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
 
   c.analysis = ml_collections.ConfigDict()   # clustering metrics (jssl/evaluators/analysis_eval.py)
   c.analysis.labels = "classes"   # comma-separated label sets: classes, superclasses (Fashion-MNIST),
+                                  # samples (sample level, c.analysis.samples),
                                   # predicted:RUN@STEP or predicted:RUN@all (a supervised run's predictions)
   c.analysis.layers = ""          # comma-separated layers, each analysed; "": c.layer
   c.analysis.linear = False       # also the linear probe (c.linear's protocol) and NCC / linear
@@ -70,6 +71,12 @@ def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
   c.analysis.mine_steps = 2000
   c.analysis.mine_hidden = 128      # the critic's two hidden layers
   c.analysis.mine_pca_dim = 64      # > 0: each side projected on its top principal components first
+  c.analysis.samples = ml_collections.ConfigDict()   # label set "samples" (jssl/evaluators/sample_level.py)
+  c.analysis.samples.images = 500     # train images (a seeded permutation of the analysed train split),
+                                      # each its own class
+  c.analysis.samples.train_augs = 100   # augmented views of each image: the train set
+  c.analysis.samples.test_augs = 20     # other augmented views of each image: the test set
+  c.analysis.samples.seed = 0         # draws the images and every view's augmentation
 
   c.robustness = ml_collections.ConfigDict()   # paper 003's Tables 3-4 (jssl/evaluators/robustness.py)
   c.robustness.corruptions = ("gaussian_noise,shot_noise,impulse_noise,defocus_blur,glass_blur,motion_blur,"

@@ -86,11 +86,14 @@ def resolve_layer(layer: str, available) -> list[str]:
   return names
 
 
-def make_pooled_fn(encoder_def, aug, names: list[str]):
-  """(params, stats, uint8 images [B, H, W, C]) -> float32 [B, D], pooled and concatenated."""
+def make_pooled_fn(encoder_def, aug, names: list[str], preprocess=multicrop.eval_preprocess):
+  """(params, stats, uint8 images [B, H, W, C]) -> float32 [B, D], pooled and concatenated.
+
+  `preprocess(images, aug)` makes the encoder's input; the default is the evaluation view.
+  """
   def fn(params, stats, images):
     model = nnx.merge(encoder_def, params, stats)
-    out, inter = model(multicrop.eval_preprocess(images, aug), train=False)
+    out, inter = model(preprocess(images, aug), train=False)
     inter = dict(inter, output=out)
     return jnp.concatenate([_pool(inter[n]) for n in names], axis=-1)
   return fn

@@ -14,6 +14,10 @@ that covers the legs (both are long, narrow silhouettes in the 28 x 28 images), 
 keeps every group at the level of "what part of the body it is worn on". CIFAR-100's
 20 coarse labels are a separate TFDS feature and are not mapped here.
 
+"samples" is paper 004's sample-level labelling (section 4): a few train images, each
+augmented many times, with the image's number as its class; it labels new images rather than
+a split's, so jssl/evaluators/sample_level.py builds it.
+
 "predicted:RUN@STEP" are paper 004's random targets of graded randomness (section 5):
 the class predictions (argmax of the "logits" layer) of the jssl run RUN, trained with
 the supervised method (jssl/methods/supervised.py), at its checkpoint STEP, on the same
@@ -30,7 +34,8 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
 FASHION_MNIST_SUPERCLASSES = ("tops", "trousers & dresses", "footwear", "bags")
 FASHION_MNIST_COARSE = np.array([0, 1, 0, 1, 0, 2, 0, 2, 3, 2], np.int32)   # class -> superclass
 
-LABEL_SETS = ("classes", "superclasses")
+LABEL_SETS = ("classes", "superclasses")   # labellings of a split's own images
+SAMPLES = "samples"   # the evaluation program's sample-level set (jssl/evaluators/sample_level.py)
 PREDICTED = "predicted:"   # + RUN@STEP or RUN@all
 
 

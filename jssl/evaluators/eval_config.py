@@ -4,7 +4,7 @@ from ml_collections import config_dict
 
 from jssl.evaluators import linear
 
-EVALS = ("knn", "linear", "ensemble", "plots", "analysis", "robustness")
+EVALS = ("knn", "linear", "ensemble", "plots", "analysis", "robustness", "treenet")
 
 
 def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
@@ -15,7 +15,8 @@ def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
   c.network = "student"         # student | teacher | pixels (the preprocessed images: the no-learning
                                 # baseline); comma-separated to give one per checkpoint
   c.layer = "pre_logits"        # an intermediate, "a+b", or "last_blocks:N"; comma-separated per checkpoint
-  c.evals = evals               # comma-separated subset of knn,linear,ensemble,plots,analysis,robustness
+  c.evals = evals               # comma-separated subset of knn,linear,ensemble,plots,analysis,robustness,
+                                # treenet
   c.batch_size = 512            # feature-extraction batch (split over the devices)
   c.cache_dir = ""              # "": <checkpoint>/eval_features
   c.seed = 0
@@ -89,4 +90,14 @@ def base(arg: str | None = None, *, evals: str) -> ml_collections.ConfigDict:
                           "0.01:10:1")  # PGD eps:divisor:iterations (step eps/divisor), Table 4's
   c.robustness.random_start = True    # PGD starts uniformly in the eps ball (Foolbox's default)
   c.robustness.max_examples = -1      # test images attacked and corrupted; -1: all the test features'
+
+  c.treenet = ml_collections.ConfigDict()   # paper 000's per-leaf evaluation (jssl/evaluators/treenet_eval.py)
+  c.treenet.layers = "leaves"         # comma-separated per-leaf layers: leaves (outputs z_j), leaf_hidden, leaf_pooled
+  c.treenet.protocols = "knn"         # comma-separated: knn (cosine, k = knn_k, T = c.knn.temperature), linear
+                                      # (c.linear's probe); both validate on c.linear's val_fraction/seed split
+  c.treenet.knn_k = 20
+  c.treenet.subset_sizes = "1,2,4,8,all"   # concatenations of the s best leaves (by validation); all = every leaf
+  c.treenet.saliency_images = 8       # first test images in the saliency PNG; 0: no PNG
+  c.treenet.saliency_leaves = "best"  # leaves drawn as R, G, B: "best" (top 3 on validation) or e.g. "0,5,9"
+  c.treenet.saliency_layer = "leaves"   # gradient of ||z_j|| of this per-leaf layer w.r.t. the pixels
   return c

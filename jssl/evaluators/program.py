@@ -1,5 +1,5 @@
-"""The evaluation program's work: features of each run, then k-NN, linear probes, ensembles, plots, analysis
-and robustness.
+"""The evaluation program's work: features of each run, then k-NN, linear probes, ensembles, plots, analysis,
+robustness and TreeNet's per-leaf evaluation.
 
 `python -m jssl.evaluate` parses the flags and calls `run`; scripts call `run` directly.
 """
@@ -47,6 +47,9 @@ def run(config, workdir: str, mesh=None) -> list[dict]:
   if "robustness" in evals:
     from jssl.evaluators import robustness
     robustness.parse(config.robustness)   # a bad field fails before any feature is extracted
+  if "treenet" in evals:
+    from jssl.evaluators import treenet_eval
+    treenet_eval.parse(config.treenet)
   paths = [p.strip() for p in config.checkpoints.split(",") if p.strip()]
   if not paths:
     raise ValueError("config.checkpoints is empty; pass --config=configs/eval/<recipe>.py:RUN_DIR[,RUN_DIR...].")
@@ -99,12 +102,17 @@ def run(config, workdir: str, mesh=None) -> list[dict]:
     if "robustness" in evals:
       got, pngs = robustness.rows(config, store, path, network, layer, tr, te, protocol, mesh, workdir, len(plotted))
       rows, plotted = rows + got, plotted + pngs
+    if "treenet" in evals:
+      got, pngs = treenet_eval.rows(config, store, path, network, features, protocol, mesh, workdir, len(plotted))
+      rows, plotted = rows + got, plotted + pngs
   if "ensemble" in evals:
     from jssl.evaluators import ensemble_eval
     rows += ensemble_eval.rows(config, paths, networks, layers, features, mesh)
   header = dict(checkpoints=", ".join(paths), evals=",".join(evals), devices=f"{mesh.devices.size} x "
                 f"{mesh.devices.flat[0].platform}")
   tables = robustness.tables(rows) if "robustness" in evals else []
+  if "treenet" in evals:
+    tables += treenet_eval.tables(rows)
   report.write(workdir, rows, header, plots=plotted, tables=tables)
   return rows
 

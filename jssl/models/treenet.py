@@ -37,8 +37,12 @@ Intermediates (float32), for methods and evaluators:
   "leaves" [B, m, D], "leaf_hidden" [B, m, H], "leaf_pooled" [B, m, C_last] (the spatial
   mean of the last convolution), their concatenations over leaves "leaves_concat",
   "leaf_hidden_concat", "leaf_pooled_concat" ([B, m x ...], for k-NN and linear probes),
+  each leaf's own "leaf_{j}" [B, D], "leaf_hidden_{j}" [B, H], "leaf_pooled_{j}" [B, C_last]
+  for j = 0 .. m - 1 (`LEAF_LAYERS`; slices that XLA drops when nothing reads them),
   the dense join's hidden layers "join_hidden1", "join_hidden2" [B, join_hidden_dim], the
   attention join's tokens "join_tokens" [B, m, D], and "pre_logits" = the output Z.
+The evaluation program pools [B, m, ...] layers over leaves (the average), so read
+"leaves_concat" for all the leaves side by side and "leaf_{j}+leaf_{k}" for a subset.
 """
 import importlib.util
 import sys
@@ -52,6 +56,15 @@ from flax import nnx
 from jssl.models import leaf_cnn
 
 JOINS = ("average", "dense", "attention", "max")
+# Per-leaf layers: the [B, m, ...] intermediate -> the prefix of its per-leaf names ("leaf_3").
+LEAF_LAYERS = {"leaves": "leaf", "leaf_hidden": "leaf_hidden", "leaf_pooled": "leaf_pooled"}
+
+
+def leaf_layer_name(layer: str, j: int) -> str:
+  """The intermediate holding leaf j of `layer` ("leaves", "leaf_hidden" or "leaf_pooled"), e.g. "leaf_3"."""
+  if layer not in LEAF_LAYERS:
+    raise ValueError(f"{layer!r} is not a per-leaf layer; per-leaf layers are {', '.join(LEAF_LAYERS)}.")
+  return f"{LEAF_LAYERS[layer]}_{j}"
 
 
 def model_config(**overrides) -> ml_collections.ConfigDict:
@@ -159,6 +172,8 @@ class TreeNet(nnx.Module):
     for name, t in (("leaves", leaves["out"]), ("leaf_hidden", leaves["hidden"]), ("leaf_pooled", leaves["pooled"])):
       inter[name] = t
       inter[f"{name}_concat"] = t.reshape(b, -1)
+      for j in range(t.shape[1]):
+        inter[leaf_layer_name(name, j)] = t[:, j]
     inter["pre_logits"] = out
     return out, inter
 

@@ -15,6 +15,12 @@ Choices for 28 px grayscale images on a CPU (measured in docs/fmnist.md):
   * crops of 50-100% of the image rather than 8-100%: the objects are
     centred and size-normalised, and small crops throw away the details
     (collar, sleeves) that separate shirts, pullovers and coats;
+  * strong brightness / contrast jitter (0.8, always applied) and solarize
+    on 20% of both views. At 1000 steps: crops and flips only 78.3%, the
+    generic 0.4 jitter 82.6%, 0.8 jitter 83.2% (83.4% always applied, 83.7%
+    with solarize); at 3000 steps this recipe 85.6% against 84.1% with the
+    generic jitter, at 4400 steps 86.35%. On grayscale images intensity is the only "colour" left
+    to be invariant to, so it is pushed harder than on RGB;
   * the torchvision stem (7x7 stride 2 + max-pool): a stride-1 stem is 7x
     slower per step here, and keeping 2x the resolution gained nothing.
 """
@@ -29,8 +35,11 @@ def get_config():
   c.simclr.proj_dim = 128
   c.simclr.temperature = 0.2      # 0.1 and 0.2 measured; 0.2 slightly better at this batch
   c.aug.global_scale = (0.5, 1.0)
+  c.aug.jitter = (0.8, 0.8, 0.0, 0.0)   # brightness, contrast (saturation, hue: no-ops on grayscale)
+  c.aug.jitter_p = 1.0
+  c.aug.solarize_p = (0.2, 0.2)
   c.batch_size = 256
-  c.total_steps = 3000
+  c.total_steps = 4400            # about 14.4 min at the 0.196 s/step measured idle (docs/fmnist.md)
   c.optim.name = "adamw"
   c.optim.lr = 2e-3
   c.optim.warmup_epochs = 0.2

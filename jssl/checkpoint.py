@@ -119,6 +119,20 @@ def verify(manager: ocp.CheckpointManager, step: int, state: dict) -> None:
       raise DamagedCheckpoint(f"array {name} does not match its fingerprint")
 
 
+class _Manager(ocp.CheckpointManager):
+  """orbax's manager, except that it leaves JAX's preemption sync to the trainer.
+
+  With several processes the trainer asks `multihost_utils.reached_preemption_sync_point`
+  at every step which step all processes stop at (train.StopRequests). JAX agrees on
+  the step after the largest step any process last asked about; orbax asks too, from
+  the thread that finishes an asynchronous save, about that save's (older) step, and
+  could so make the agreed step one the trainer has passed already.
+  """
+
+  def reached_preemption(self, step: int) -> bool:
+    return False
+
+
 class Checkpointer:
   """Saves and restores {state, data iterator, config, fingerprints} under workdir/checkpoints."""
 
@@ -129,7 +143,7 @@ class Checkpointer:
     # Async: save() returns once the arrays are copied off the accelerator; the files
     # are written in the background while training goes on. `wait()` blocks until done.
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True)
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._manager = _Manager(self.directory, options=options)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()

@@ -5,6 +5,11 @@
   python -m jssl.main --config=configs/quickstart.py --help       # every config field
   python -m jssl.main --config=configs/quickstart.py --workdir=runs/q --dry_run
 
+Several processes train one run with --distributed (SLURM, Cloud TPU pods) or
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I on each; launch/
+starts them (launch/local.sh: N CPU processes on this machine). Process 0 prints and
+writes the logs, metrics and summary; the others log to <workdir>/log.process<I>.txt.
+
 The config is locked, so a misspelt override fails instead of being ignored.
 Rerunning the same command resumes from the newest checkpoint in --workdir; a
 finished run says where its results are and changes nothing (--reevaluate runs
@@ -27,8 +32,15 @@ from jssl import cli, logs
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
 _DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Call jax.distributed.initialize() first (multi-host: TPU pods, SLURM, "
-    "or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID set by the launcher).")
+    "distributed", False, "Join a multi-process run (jax.distributed.initialize) before training. SLURM and "
+    "Cloud TPU pods describe the processes themselves; elsewhere give --coordinator_address, --num_processes "
+    "and --process_id (or $JSSL_COORDINATOR_ADDRESS, $JSSL_NUM_PROCESSES, $JSSL_PROCESS_ID). Any of the three "
+    "implies --distributed.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port where process 0 serves the other "
+                                   "processes (multi-process runs).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.", lower_bound=1)
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 to --num_processes - 1; process 0 "
+                                   "writes the logs, metrics and summary.", lower_bound=0)
 _ALLOW_CHANGES = flags.DEFINE_bool(
     "allow_config_changes", False, "Resume even when the config changes fields that alter the run "
     "(seed, batch size, method, model, optimiser, augmentation, data); the changes are listed.")
@@ -38,6 +50,14 @@ _REEVALUATE = flags.DEFINE_bool("reevaluate", False, "For a finished run: run it
                                 "summary.json (otherwise a finished run changes nothing).")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks for bad input, and library INFO logs.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _distributed_env() -> bool:
+  """Whether the flags or the environment name the processes of a multi-process run."""
+  from jssl import sharding
+  given = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  return any(v is not None for v in given) or any(
+      os.environ.get(v) for v in (sharding.COORDINATOR_ENV, sharding.NUM_PROCESSES_ENV, sharding.PROCESS_ID_ENV))
 
 
 def _refused(e: Exception):
@@ -58,10 +78,18 @@ def main(argv):
     except (ValueError, FileNotFoundError) as e:
       _refused(e)
     return
-  logs.configure(show=True if _VERBOSE.value else None, log_file=os.path.join(workdir, logs.LOG_FILE))
   import jax
-  if _DISTRIBUTED.value:
-    jax.distributed.initialize()
+  from jssl import sharding
+  if _DISTRIBUTED.value or _distributed_env():
+    try:
+      sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    except (ValueError, TypeError) as e:   # processes not described, or described inconsistently
+      _refused(ValueError(f"--distributed: {str(e).rstrip('.')}; give --coordinator_address, --num_processes "
+                          f"and --process_id, or run under SLURM or on a Cloud TPU VM."))
+  process = jax.process_index()
+  # Process 0 writes <workdir>/log.txt (and every file but the checkpoints' own); the others their own log.
+  logs.configure(show=True if _VERBOSE.value else None,
+                 log_file=os.path.join(workdir, logs.LOG_FILE if process == 0 else f"log.process{process}.txt"))
   from jssl import guard, train  # imported after flags so jax sees XLA_FLAGS from the environment
   trainer = train.Trainer(config, workdir, allow_config_changes=_ALLOW_CHANGES.value)
   try:
@@ -71,10 +99,11 @@ def main(argv):
   summary_path = os.path.join(workdir, "summary.json")
   try:
     if trainer.finished() and os.path.exists(summary_path) and not _REEVALUATE.value:
-      print(f"This run finished at step {trainer.total_steps}; its results are in {summary_path} and "
-            f"{os.path.join(workdir, 'metrics.jsonl')}. Nothing was changed: pass --reevaluate to run its "
-            f"final k-NN again, or evaluate it with python -m jssl.evaluate "
-            f"--config=configs/eval/knn.py:{workdir} --workdir={workdir}_eval.", flush=True)
+      if process == 0:
+        print(f"This run finished at step {trainer.total_steps}; its results are in {summary_path} and "
+              f"{os.path.join(workdir, 'metrics.jsonl')}. Nothing was changed: pass --reevaluate to run its "
+              f"final k-NN again, or evaluate it with python -m jssl.evaluate "
+              f"--config=configs/eval/knn.py:{workdir} --workdir={workdir}_eval.", flush=True)
       return
     summary = trainer.run()
   except guard.NonFiniteError as e:
@@ -83,6 +112,8 @@ def main(argv):
     sys.exit(e.exit_code)   # the trainer has said where it stopped
   finally:
     trainer.checkpointer.close()
+  if process != 0:
+    return
   with open(summary_path + ".tmp", "w") as f:
     json.dump(summary, f, indent=2, sort_keys=True)
   os.replace(summary_path + ".tmp", summary_path)

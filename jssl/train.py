@@ -205,7 +205,7 @@ class Trainer:
 
   def _log(self, msg: str) -> None:
     logs.logger.info(msg)   # the log file; the terminal gets the printed line
-    if self.verbose:
+    if self.verbose and jax.process_index() == 0:   # one printed line per run, whatever the process count
       print(msg, flush=True)
 
   def knn(self, label: str) -> dict:

@@ -7,11 +7,13 @@ for in-memory data, one batched ArrayRecord read for TFDS). Grain supplies
 threaded / multi-process prefetch and checkpointable iterator state. The host
 only decodes and batches; augmentation runs on the accelerator.
 
-Multi-host: each process takes the strided shard `process_index::process_count`
-of the split *before* shuffling, then shuffles its shard with a seed derived from
-(seed, process_index, epoch). Every process yields
-`global_batch_size // process_count` examples per step and `to_global` assembles
-the global batch.
+Multi-host: the stream of global batches does not depend on the number of
+processes. Every epoch is one permutation of the split, seeded by (seed, epoch);
+global batch j is its slice [j * B, (j + 1) * B), and process p reads only the
+p-th of the `process_count` equal parts of that slice, so the processes read
+disjoint examples, `global_batch_size // process_count` each per step, and
+`to_global` assembles the same global batch one process would read. A run
+therefore trains on the same data whether one host or several share it.
 
 Iterator state is grain's (`it.get_state()` / `it.set_state(state)`); `save_args`
 and `restore_args` wrap an iterator for an orbax `ocp.args.Composite`.
@@ -64,39 +66,44 @@ def _finish(dataset: grain.MapDataset, data: ml_collections.ConfigDict
 
 
 class _ShuffledBatch:
-  """Maps step j to batch j of an endless stream of per-epoch permutations.
+  """Maps step j to this process's part of global batch j of an endless stream of
+  per-epoch permutations.
 
-  The stream is shard[perm_0] ++ shard[perm_1] ++ ...; batch j is its slice
-  [j * b, (j + 1) * b), so a batch may straddle two epochs but every epoch
-  visits each example of the shard exactly once. A batch's indices cost one
-  vectorised lookup, where grain's per-element shuffle and batch cost about
-  10 us per example, which would cap small images at ~100k examples/s/core.
-  Prefetch threads may call this concurrently; the epoch cache is only an
-  optimisation, so a racing recomputation gives the same permutation.
+  The stream is perm_0 ++ perm_1 ++ ... over the whole split; global batch j is
+  its slice [j * B, (j + 1) * B) and process p reads [j * B + p * b, j * B + (p + 1) * b)
+  with b = B // process_count, so a batch may straddle two epochs but every epoch
+  visits each example exactly once, and the processes read disjoint examples. A
+  batch's indices cost one vectorised lookup, where grain's per-element shuffle
+  and batch cost about 10 us per example, which would cap small images at ~100k
+  examples/s/core. Prefetch threads may call this concurrently; the epoch cache
+  is only an optimisation, so a racing recomputation gives the same permutation.
   """
 
-  def __init__(self, source, shard: np.ndarray, batch_size: int, seed: int,
-               process_index: int):
+  def __init__(self, source, num_examples: int, global_batch_size: int, seed: int,
+               process_index: int, process_count: int):
     self._read = _ReadBatch(source)
-    self._shard, self._batch_size = shard, batch_size
-    self._seed = (seed, process_index)
+    self._n, self._global_batch = num_examples, global_batch_size
+    self._batch_size = global_batch_size // process_count
+    self._offset = process_index * self._batch_size
+    self._seed = seed
     self._permutations = {}  # epoch -> permutation; holds the latest two.
 
   def _permutation(self, epoch: int) -> np.ndarray:
     perm = self._permutations.get(epoch)
     if perm is None:
-      # Seeded by (seed, process, epoch): processes permute their disjoint
-      # shards independently, and any epoch is reproducible on its own.
-      rng = np.random.default_rng([*self._seed, epoch])
-      perm = self._shard[rng.permutation(len(self._shard))]
+      # Seeded by (seed, 0, epoch), the same in every process: any epoch is
+      # reproducible on its own (the 0 keeps the order that single-process runs
+      # have always had, so their checkpoints resume on the same stream).
+      rng = np.random.default_rng([self._seed, 0, epoch])
+      perm = rng.permutation(self._n).astype(np.int64)
       self._permutations = {e: p for e, p in self._permutations.items()
                             if e >= epoch - 1}
       self._permutations[epoch] = perm
     return perm
 
   def __call__(self, step: int) -> dict[str, np.ndarray]:
-    first = int(step) * self._batch_size
-    epoch, offset = divmod(first, len(self._shard))
+    first = int(step) * self._global_batch + self._offset
+    epoch, offset = divmod(first, self._n)
     indices = self._permutation(epoch)[offset:offset + self._batch_size]
     if len(indices) < self._batch_size:
       rest = self._permutation(epoch + 1)[:self._batch_size - len(indices)]
@@ -108,7 +115,8 @@ def train_iterator(data: ml_collections.ConfigDict, *, global_batch_size: int,
                    seed: int, split: str | None = None) -> grain.DatasetIterator:
   """Returns an infinite, shuffled, checkpointable iterator of host-local batches.
 
-  The process's shard is reshuffled every epoch (see `_ShuffledBatch`); grain
+  The split is reshuffled every epoch and each process reads its part of every
+  global batch (see `_ShuffledBatch`); grain
   maps the step index to its batch, prefetches in threads (and worker processes
   when `data.worker_count > 0`), and its state is the next step index, so
   `set_state` resumes the stream exactly.
@@ -126,16 +134,13 @@ def train_iterator(data: ml_collections.ConfigDict, *, global_batch_size: int,
   check_batch_size(global_batch_size)
   split = split or data.train_split
   source = sources.get_source(data, split)
-  process_index, process_count = jax.process_index(), jax.process_count()
-  local_batch = global_batch_size // process_count
-  shard = np.arange(process_index, len(source), process_count, dtype=np.int64)
-  if len(shard) < local_batch:
-    raise ValueError(f"batch_size {global_batch_size} needs {local_batch} examples "
-                     f"per process but split {split!r} gives this process only "
-                     f"{len(shard)}.")
-  steps = sys.maxsize // local_batch  # endless, yet first * b fits in int64.
+  if len(source) < global_batch_size:
+    raise ValueError(f"batch_size {global_batch_size} needs {global_batch_size} examples "
+                     f"but split {split!r} has only {len(source)}.")
+  steps = sys.maxsize // global_batch_size  # endless, yet first * B fits in int64.
   dataset = grain.MapDataset.range(steps).map(
-      _ShuffledBatch(source, shard, local_batch, seed, process_index))
+      _ShuffledBatch(source, len(source), global_batch_size, seed, jax.process_index(),
+                     jax.process_count()))
   return _finish(dataset, data)
 
 

@@ -39,7 +39,10 @@ def extract(feature_fn: Callable, params, stats, images: np.ndarray, *, batch_si
   n_dev = mesh.devices.size
   batch_size = max(n_dev, batch_size // n_dev * n_dev)
   data_sharding = sharding.batch_sharded(mesh)
-  jitted = jax.jit(feature_fn, out_shardings=data_sharding)
+  # With several processes each one needs the whole batch's features on its host: gather them
+  # in the program itself (a process reads only its own devices' shards).
+  out_sharding = data_sharding if jax.process_count() == 1 else sharding.replicated(mesh)
+  jitted = jax.jit(feature_fn, out_shardings=out_sharding)
   outs = []
   starts = range(0, len(images), batch_size)
   for start in phase(starts, desc or "", unit="batch", enabled=desc is not None):

@@ -300,13 +300,7 @@ def main(argv):
   sys.stderr.write(f"(JSON in {out})\n")
 
 
-def _interrupted(argv):
-  try:
-    main(argv)
-  except KeyboardInterrupt:
-    if cli.traceback_wanted():
-      raise
-    cli.fail("interrupted (Ctrl-C).", 130)
+_interrupted = cli.interruptible(main, "interrupted (Ctrl-C).")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,18 @@ def fail(message: str, code: int = 1):
   sys.exit(code)
 
 
+def interruptible(main, message: str):
+  """`main` for absl's app.run, with a Ctrl-C outside a training loop ending in one line."""
+  def run(argv):
+    try:
+      main(argv)
+    except KeyboardInterrupt:
+      if traceback_wanted():
+        raise
+      fail(message, 130)
+  return run
+
+
 def flag_error(e: Exception, argv: list[str]) -> str:
   """One sentence for an exception raised while parsing the command line or loading the config."""
   if isinstance(e, (AttributeError, KeyError)):   # a config field that does not exist

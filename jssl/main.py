@@ -122,14 +122,9 @@ def main(argv):
         flush=True)
 
 
-def _interrupted(argv):
-  """main, with a Ctrl-C outside the training loop (loading, evaluation) ending in one line."""
-  try:
-    main(argv)
-  except KeyboardInterrupt:
-    if cli.traceback_wanted():
-      raise
-    cli.fail("interrupted (Ctrl-C); rerun the same command to resume from the newest checkpoint.", 130)
+# A Ctrl-C outside the training loop (loading, evaluation) ends in one line.
+_interrupted = cli.interruptible(
+  main, "interrupted (Ctrl-C); rerun the same command to resume from the newest checkpoint.")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ def main(argv):
       _refused(e)
     return
   import jax
+  logs.configure(show=True if _VERBOSE.value else None)   # quiet from the first backend call (process_index)
   from jssl import sharding
   if _DISTRIBUTED.value or _distributed_env():
     try:

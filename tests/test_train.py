@@ -72,9 +72,12 @@ def _train(config, workdir, until=None):
 def test_stop_and_resume_equals_uninterrupted(tmp_path):
   config = tiny_config("byol")
   config.checkpoint_every_steps = 100   # only the stop and the end save
+  config.eval.every_steps = 2           # a k-NN evaluation between steps as well
   full, _ = _train(config, tmp_path / "full")
   _train(config, tmp_path / "split", until=2)
   resumed, _ = _train(config, tmp_path / "split")
   a, b = jax.device_get(full.state), jax.device_get(resumed.state)
   assert int(b["step"]) == config.total_steps
+  # One trace per run: the logging and k-NN steps (every 2) and the saves do not recompile the step.
+  assert full.step_fn._cache_size() == 1 and resumed.step_fn._cache_size() == 1
   jax.tree.map(np.testing.assert_array_equal, a, b)

@@ -90,6 +90,12 @@ def base(method: str, *, data_source: str = "fashion_mnist", data_name: str | No
   c.analysis.max_train_examples = 5000   # fixed random subsets (-1: the whole split)
   c.analysis.max_test_examples = 2000
   c.analysis.block_size = 4096
+  c.analysis.mine = False         # also MINE's I(input; layer) in nats (jssl/evaluators/mine.py) per layer
+  c.analysis.mine_examples = 2000   # the first N images of the train subset
+  c.analysis.mine_seeds = 5         # critics averaged, as paper 004
+  c.analysis.mine_steps = 2000
+  c.analysis.mine_hidden = 128
+  c.analysis.mine_pca_dim = 64      # > 0: each side projected on its top principal components first
 
   c.on_nonfinite = "stop"     # a NaN/Inf loss, gradient or parameter: stop the run | skip the update
   c.log_every_steps = 50

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from jssl import config as cfg
@@ -26,6 +27,9 @@ def _config():
   c.analysis.every_epochs = 0.5
   c.analysis.layers = ",".join(LAYERS)
   c.analysis.max_train_examples, c.analysis.max_test_examples = 48, 40
+  c.analysis.mine = True
+  c.analysis.mine_examples, c.analysis.mine_seeds, c.analysis.mine_steps = 32, 2, 20
+  c.analysis.mine_hidden, c.analysis.mine_pca_dim = 16, 8
   return c
 
 
@@ -42,12 +46,14 @@ def test_hook_writes_every_layer_and_label_set_at_its_steps(run_dir):
   assert [r["analysis/epoch"] for r in analysed] == [0.0, 0.5, 1.0, 1.25]
   for row in analysed:
     keys = {k for k in row if k.startswith("analysis/") and k != "analysis/epoch"}
-    assert keys == {f"analysis/{layer}/{labels}/{m}" for layer in LAYERS for labels in LABELS
-                    for m in analysis_monitor.METRICS}
+    assert keys == ({f"analysis/{layer}/{labels}/{m}" for layer in LAYERS for labels in LABELS
+                     for m in analysis_monitor.METRICS}
+                    | {f"analysis/{layer}/mine_ixz{s}" for layer in LAYERS for s in ("", "_std")})
     for layer in LAYERS:
       for labels in LABELS:
         assert 0.0 <= row[f"analysis/{layer}/{labels}/ncc_test"] <= 1.0
         assert row[f"analysis/{layer}/{labels}/cdnv"] > 0
+      assert np.isfinite(row[f"analysis/{layer}/mine_ixz"]) and row[f"analysis/{layer}/mine_ixz_std"] >= 0
   assert all("loss" not in r for r in analysed)   # own rows, the training rows stay as they were
   assert os.listdir(os.path.join(run_dir, "tb"))
 
@@ -67,7 +73,7 @@ def test_plot_command_writes_pngs(run_dir, tmp_path):
                         f"--out={tmp_path}"], capture_output=True, text=True, check=True)
   names = sorted(os.path.basename(p) for p in out.stdout.split())
   assert names == ["epochs_classes.png", "epochs_superclasses.png", "layers_classes.png", "layers_final.png",
-                   "layers_superclasses.png", "ratio_superclasses_classes.png"]
+                   "layers_superclasses.png", "mine.png", "ratio_superclasses_classes.png"]
   for name in names:
     with open(tmp_path / name, "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"

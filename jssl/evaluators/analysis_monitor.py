@@ -9,13 +9,20 @@ Configured by `config.analysis` (jssl/config.py):
   max_train_examples  size of the fixed random subset of the train split (centres, CDNV, ...)
   max_test_examples   size of the fixed random subset of data.eval_split (NCC test)
   block_size          rows per blockwise step of jssl/evaluators/analysis.py
+  mine                also MINE's I(input; layer) in nats per layer (jssl/evaluators/mine.py),
+                      on the first mine_examples train-subset images, mine_seeds critics of
+                      mine_steps steps, mine_hidden units, mine_pca_dim components per side
 
 The subsets are drawn once with a fixed seed (not config.seed), so runs with different
 seeds are measured on the same images. Each trigger runs the encoder once per split for
 all layers (maps are average-pooled, as in the evaluation program) and reports, per layer
 and label set, `analysis/<layer>/<labels>/<metric>` for the metrics of
 `analysis.analyse` (NCC train/test, CDNV, class variance, class distance), plus
-`analysis/epoch`. `python -m jssl.evaluators.analysis_plots --workdir=RUN` draws them.
+`analysis/epoch` and, with `mine`, `analysis/<layer>/mine_ixz` and its seed spread
+`analysis/<layer>/mine_ixz_std`. The input side of MINE is the flattened images as stored
+(uint8): the per-dimension standardisation MINE applies makes the evaluation
+normalisation irrelevant, so the values equal those of `--config.analysis.mine=True`
+in `python -m jssl.evaluate --config=configs/eval/analysis.py:RUN` on the same images. `python -m jssl.evaluators.analysis_plots --workdir=RUN` draws them.
 """
 import time
 
@@ -25,7 +32,7 @@ import numpy as np
 from flax import nnx
 
 from jssl.data import multicrop, sources
-from jssl.evaluators import analysis, feature_cache, features, label_sets
+from jssl.evaluators import analysis, feature_cache, features, label_sets, mine
 
 METRICS = ("ncc_train", "ncc_test", "cdnv", "class_variance", "class_distance")
 SUBSET_SEED = 0
@@ -95,6 +102,13 @@ class AnalysisMonitor:
                              mesh=self.mesh, desc=f"analysis features, {len(images)} {split} images")
     return np.split(feats, np.cumsum(self.dims)[:-1], axis=1)
 
+  def _mine(self, layer: str, feats: np.ndarray) -> dict[str, float]:
+    a = self.config.analysis
+    n = len(feats) if a.mine_examples < 0 else min(a.mine_examples, len(feats))
+    est = mine.estimate(self.train_x[:n], feats[:n], seeds=a.mine_seeds, steps=a.mine_steps, hidden=a.mine_hidden,
+                        pca_dim=a.mine_pca_dim)
+    return {f"analysis/{layer}/mine_ixz": est["mi"], f"analysis/{layer}/mine_ixz_std": est["mi_std"]}
+
   def run(self, state, step: int) -> dict[str, float]:
     """The metrics of every layer and label set at `step`, keyed analysis/<layer>/<labels>/<metric>."""
     t0 = time.perf_counter()
@@ -106,6 +120,8 @@ class AnalysisMonitor:
       for name, (ytr, yte, n) in self.targets.items():
         values = analysis.analyse(tr, ytr, te, yte, num_classes=n, block_size=self.config.analysis.block_size)
         out.update({f"analysis/{layer}/{name}/{m}": values[m] for m in METRICS})
+      if self.config.analysis.mine:
+        out.update(self._mine(layer, tr))
     last = f"analysis/{self.layers[-1]}/{self.label_sets[0]}"
     self.log(f"Analysis (step {step}): {self.layers[-1]} {self.label_sets[0]} NCC test={out[last + '/ncc_test']:.4f}, "
              f"CDNV={out[last + '/cdnv']:.4f} [{time.perf_counter() - t0:.1f}s]")

@@ -16,6 +16,9 @@ workdir/analysis_plots):
   ratio_<other>_<first>.png   each metric under another label set over the first one
                               (semantic classes), against the epoch, one line per layer
                               (Figure 4 right, Figure 5 right)
+  mine.png                    MINE's I(input; layer) in nats against the epoch, one line per
+                              layer, the band +- one standard deviation over the critics'
+                              seeds (Figure 3 middle); only for runs with analysis.mine
 """
 import collections
 import os
@@ -53,6 +56,31 @@ def load(workdir: str) -> tuple[np.ndarray, dict]:
     if len(parts) == 4 and parts[0] == "analysis":
       series[tuple(parts[1:])] = np.array([r.get(key, np.nan) for r in rows], np.float64)
   return np.array([r["analysis/epoch"] for r in rows]), series
+
+
+def load_mine(workdir: str) -> tuple[np.ndarray, dict]:
+  """(epochs [T], {layer: (mean [T], std [T])}) of the MINE columns; empty when the run has none."""
+  by_step = {}
+  for row in read_rows(workdir):
+    if "analysis/epoch" in row:
+      by_step[row["step"]] = row
+  rows = [by_step[s] for s in sorted(by_step)]
+  layers = [k.split("/")[1] for k in (rows[-1] if rows else {}) if k.startswith("analysis/") and k.endswith("/mine_ixz")]
+  series = {layer: tuple(np.array([r.get(f"analysis/{layer}/{m}", np.nan) for r in rows], np.float64)
+                         for m in ("mine_ixz", "mine_ixz_std")) for layer in layers}
+  return np.array([r["analysis/epoch"] for r in rows]), series
+
+
+def plot_mine(epochs, series: dict, path: str) -> str:
+  fig, axes = _panels(1)
+  ax = axes[0]
+  for (layer, (mean, std)), color in zip(series.items(), plt.cm.viridis(np.linspace(0.0, 0.9, len(series)))):
+    ax.plot(epochs, mean, marker="o", markersize=3, color=color, label=layer)
+    ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
+  ax.set_ylabel("nats", fontsize=11)
+  _style(ax, "mine_ixz", "epoch")
+  ax.set_title("I(input; layer), MINE", fontsize=12)
+  return _finish(fig, axes, "Mutual information over training", path, "layer")
 
 
 def _names(series: dict, i: int) -> list[str]:
@@ -169,6 +197,9 @@ def plot_run(workdir: str, out: str | None = None) -> list[str]:
   paths.append(plot_layers_final(epochs, series, os.path.join(out, "layers_final.png")))
   for other in sets[1:]:
     paths.append(plot_ratio(epochs, series, other, sets[0], os.path.join(out, f"ratio_{other}_{sets[0]}.png")))
+  mine_epochs, mine_series = load_mine(workdir)
+  if mine_series:
+    paths.append(plot_mine(mine_epochs, mine_series, os.path.join(out, "mine.png")))
   return paths
 
 

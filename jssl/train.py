@@ -34,14 +34,15 @@ def probe_update(setup, params, opt_state, features, labels):
   return optax.apply_updates(params, updates), opt_state, {"probe_loss": loss, "probe_acc": acc}
 
 
-def make_train_step(config, setup: state_lib.Setup):
-  """The pure step (state, batch) -> (state, metrics); jit it with shardings and donation."""
+def make_train_step(config, setup: state_lib.Setup, mesh: jax.sharding.Mesh | None = None):
+  """The pure step (state, batch) -> (state, metrics); jit it with shardings and donation.
+  `mesh`, the one the step is jitted over, reaches the method in its StepContext."""
   method = setup.method
 
   def loss_fn(params, state, views, rng):
     student = setup.student(params, state["batch_stats"])
     teacher = setup.teacher(state["teacher_params"], state["teacher_stats"])
-    ctx = StepContext(state["step"], setup.steps_per_epoch, setup.total_steps)
+    ctx = StepContext(state["step"], setup.steps_per_epoch, setup.total_steps, mesh)
     loss, (method_state, metrics, feats) = method.loss(
         student, teacher, state["method_state"], views, rng=rng, ctx=ctx, config=config)
     aux = (method_state, metrics, feats, state_lib.batch_stats(student), state_lib.batch_stats(teacher))
@@ -182,7 +183,7 @@ class Trainer:
     self.state_shardings = state_lib.state_shardings(c, self.abstract_state, self.mesh)
     self.batch_sharding = sharding.batch_sharded(self.mesh)
     self.data = pipeline.train_iterator(c.data, global_batch_size=c.batch_size, seed=c.seed)
-    self.step_fn = jax.jit(make_train_step(c, self.setup),
+    self.step_fn = jax.jit(make_train_step(c, self.setup, self.mesh),
                            in_shardings=(self.state_shardings, self.batch_sharding),
                            out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
                            donate_argnums=0)

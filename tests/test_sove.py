@@ -84,6 +84,81 @@ def test_select_judges_matches_brute_force(one_hot, anchor_weight, exclude):
   np.testing.assert_allclose(y.sum(1), 1.0, rtol=1e-5)
 
 
+def _mesh8_bank(bank):
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  from jssl import sharding
+  mesh = sharding.make_mesh(8)
+  return mesh, jax.device_put(jnp.asarray(bank), NamedSharding(mesh, P("data", None)))
+
+
+def _tied_bank():
+  # 32 distinct unit rows, each repeated 4 times 32 rows apart: every anchor has exact ties
+  # held by other devices (16 rows per device), which must go to the lower index.
+  return np.tile(_unit(np.random.default_rng(5), 32, 8), (4, 1))
+
+
+@pytest.mark.parametrize("k", [0, 4])
+@pytest.mark.parametrize("exclude", [False, True])
+@pytest.mark.parametrize("tied", [False, True])
+def test_sharded_select_judges_equals_unsharded(k, exclude, tied):
+  bank = _tied_bank() if tied else _unit(np.random.default_rng(4), 128, 8)
+  mesh, sharded = _mesh8_bank(bank)
+  kwargs = dict(exclude_anchors=exclude, block_size=8, anchor_weight=0.9)
+  many = jax.jit(lambda key, b: sove.select_judges_sharded(key, b, 8, k, mesh=mesh, **kwargs))
+  one = jax.jit(lambda key, b: sove.select_judges(key, b, 8, k, **kwargs))
+  search = jax.jit(lambda b, i: sove.sharded_neighbours(b, i, k, mesh=mesh, exclude_anchors=exclude, block_size=8))
+  for seed in range(3):
+    key = jax.random.PRNGKey(seed)
+    for got, want in zip(many(key, sharded), one(key, jnp.asarray(bank))):
+      np.testing.assert_array_equal(got, want)
+    if k:
+      idx = sove.sample_anchors(key, 128, 8)
+      excluded = jnp.zeros(128, bool).at[idx].set(True) if exclude else None
+      _, want = sove.blockwise_topk(jnp.asarray(bank)[idx], jnp.asarray(bank), k, block_size=8, query_index=idx,
+                                    excluded=excluded)
+      _, got, _ = search(sharded, idx)
+      np.testing.assert_array_equal(got, want)
+      if tied and not exclude:   # first the anchor's three copies (ties at 1), in ascending index
+        copies = [[r for r in range(int(a) % 32, 128, 32) if r != int(a)] for a in idx]
+        np.testing.assert_array_equal(np.asarray(got)[:, :3], copies)
+      if exclude:
+        assert not np.isin(np.asarray(got), np.asarray(idx)).any()
+
+
+def _all_gather_shapes(compiled_text):
+  return [line.split("=", 1)[1].split("all-gather(")[0].strip().split("{")[0]
+          for line in compiled_text.splitlines() if "all-gather(" in line]
+
+
+def test_sharded_select_judges_never_gathers_the_bank():
+  mesh, sharded = _mesh8_bank(_unit(np.random.default_rng(6), 256, 8))
+  key = jax.random.PRNGKey(0)
+  many = jax.jit(lambda key, b: sove.select_judges_sharded(key, b, 8, 4, mesh=mesh, exclude_anchors=True,
+                                                          block_size=8))
+  # Only the [K, D k] = [8, 8 x 4] candidate values and indices travel (anchors and neighbour
+  # rows arrive by psum).
+  assert sorted(_all_gather_shapes(many.lower(key, sharded).compile().as_text())) == ["f32[8,32]", "s32[8,32]"]
+
+
+@pytest.mark.parametrize("size,batch", [(256, 32), (64, 32), (64, 64), (256, 8)])
+def test_sharded_bank_write_equals_unsharded(size, batch):
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  mesh, _ = _mesh8_bank(np.zeros((8, 1), np.float32))
+  shardings = {"bank": NamedSharding(mesh, P("data", None)), "ptr": NamedSharding(mesh, P())}
+  rows = NamedSharding(mesh, P("data"))
+  many = jax.jit(lambda s, v: memory_bank.update(s, v, mesh=mesh), in_shardings=(shardings, rows),
+                 out_shardings=shardings)
+  one = jax.jit(memory_bank.update)
+  state = memory_bank.init(jax.random.PRNGKey(0), size, 8)
+  sharded = jax.device_put(state, shardings)
+  for i in range(size // batch + 1):   # round the bank and past its end
+    values = jnp.asarray(_unit(np.random.default_rng(i), batch, 8))
+    sharded, state = many(sharded, jax.device_put(values, rows)), one(state, values)
+    jax.tree.map(np.testing.assert_array_equal, sharded, state)
+  # Only the batch is gathered, never the bank.
+  assert _all_gather_shapes(many.lower(sharded, values).compile().as_text()) == [f"f32[{batch},8]"]
+
+
 def _reference_p(u, d, y, tau):
   return _softmax(u @ d.T / tau) @ y
 
@@ -251,3 +326,24 @@ def test_task_counts_and_reference_min_block(monkeypatch):
   assert masking.reference_min_block((14, 14)) == 16
   from jssl.methods import sove as sove_method
   assert (sove_method.default_config().num_tasks, sove_method.default_config().num_patch_tasks) == (4, 4)
+
+
+@pytest.mark.parametrize("num_devices,sharded_search,expected", [(8, True, [64, 64, 32, 32]), (8, False, []),
+                                                                  (1, True, [])])
+def test_step_selects_judges_sharded_on_many_devices(monkeypatch, num_devices, sharded_search, expected):
+  from jssl import sharding, train
+  from jssl.losses import sove as sove_losses
+  calls, sharded_select = [], sove_losses.select_judges_sharded
+
+  def counting(key, bank, *args, **kwargs):
+    calls.append(bank.shape[0])
+    return sharded_select(key, bank, *args, **kwargs)
+
+  monkeypatch.setattr(sove_losses, "select_judges_sharded", counting)
+  config = _tiny_config()
+  config.sove.sharded_search = sharded_search
+  setup, init_fn = state_lib.build(config, in_channels=1, num_classes=10, total_steps=4, steps_per_epoch=2)
+  state = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
+  batch = {"image": jax.ShapeDtypeStruct((16, 28, 28, 1), jnp.uint8), "label": jax.ShapeDtypeStruct((16,), jnp.int32)}
+  jax.eval_shape(train.make_train_step(config, setup, sharding.make_mesh(num_devices)), state, batch)
+  assert calls == expected     # 2 [CLS] tasks on E_C (64 rows), 2 [MIM] tasks on E_P (32 rows)

@@ -20,7 +20,8 @@ def _run_steps(config, num_devices, num_steps, batches):
   shardings = state_lib.state_shardings(config, jax.eval_shape(init_fn, rng), mesh)
   state = jax.jit(init_fn, out_shardings=shardings)(rng)
   states = [jax.device_get(state)]
-  step = jax.jit(train.make_train_step(config, setup), in_shardings=(shardings, sharding.batch_sharded(mesh)),
+  step = jax.jit(train.make_train_step(config, setup, mesh),
+                 in_shardings=(shardings, sharding.batch_sharded(mesh)),
                  out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=0)
   history = []
   for i in range(num_steps):

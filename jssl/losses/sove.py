@@ -22,9 +22,15 @@ pairs of different views, reduced like DINO (mean over pairs of batch means);
 eq. (4) on the masked patch positions of the global views, reduced like iBOT
 (per image mean over its masked patches, then mean over images).
 All similarities and probabilities are float32.
+
+Sharded banks: `select_judges_sharded` is the same selection as a per-device
+neighbour search (`jax.shard_map`) for a bank whose rows are split over a
+mesh axis; it returns exactly what `select_judges` returns, and no device ever
+holds more than its own rows of the bank.
 """
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -39,7 +45,9 @@ def sample_anchors(rng: jax.Array, bank_size: int, num_anchors: int) -> jax.Arra
 def blockwise_topk(queries: jax.Array, keys: jax.Array, k: int, *, block_size: int = 4096,
                    query_index: jax.Array | None = None,
                    excluded: jax.Array | None = None,
-                   precision: jax.lax.Precision | None = None) -> tuple[jax.Array, jax.Array]:
+                   precision: jax.lax.Precision | None = None,
+                   index_offset: jax.Array | int = 0,
+                   axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
   """Top-k inner products of each query with the keys, one block of keys at a time.
 
   A scan keeps a running [Q, k] top-k and merges each [Q, block] block of
@@ -53,15 +61,21 @@ def blockwise_topk(queries: jax.Array, keys: jax.Array, k: int, *, block_size: i
     k: neighbours per query, <= N.
     block_size: keys per block (the last block is padded).
     query_index: optional int [Q]; key row query_index[q] is skipped for query q
-      (an anchor is not its own neighbour).
-    excluded: optional bool [N]; rows never returned (e.g. all anchors).
+      (an anchor is not its own neighbour). In the numbering of `index_offset`.
+    excluded: optional bool [N]; rows never returned (e.g. all anchors),
+      indexed like `keys`.
     precision: of the similarity matmuls. None (the backend's default: exact
       float32 on CPU, TF32 on recent GPUs) keeps the K x N x d search cheap;
       it can only reorder near-ties among neighbours. Precision.HIGHEST makes
       the search exact float32 everywhere.
+    index_offset: the index of keys[0] (a device's first row of a sharded
+      bank); the returned indices and `query_index` count from it.
+    axis_name: inside `jax.shard_map`, the mesh axis the keys differ over
+      (a device's rows); the running top-k is cast to vary over it too.
 
   Returns:
-    (values float32 [Q, k] descending, indices int32 [Q, k]).
+    (values float32 [Q, k] descending, indices int32 [Q, k]). Slots left
+    without a key (k larger than the unexcluded keys) hold -inf.
   """
   n, d = keys.shape
   q = queries.shape[0]
@@ -78,8 +92,9 @@ def blockwise_topk(queries: jax.Array, keys: jax.Array, k: int, *, block_size: i
     start = b * bs
     block = jax.lax.dynamic_slice(keys, (start, 0), (bs, d))
     sims = jnp.matmul(queries, block.T, precision=precision)           # [Q, bs]
-    cols = start + jnp.arange(bs, dtype=jnp.int32)
-    drop = jnp.broadcast_to(cols[None] >= n, sims.shape)
+    rows = start + jnp.arange(bs, dtype=jnp.int32)
+    cols = rows + index_offset
+    drop = jnp.broadcast_to(rows[None] >= n, sims.shape)
     if query_index is not None:
       drop = drop | (cols[None] == query_index[:, None])
     if excluded is not None:
@@ -92,6 +107,8 @@ def blockwise_topk(queries: jax.Array, keys: jax.Array, k: int, *, block_size: i
     return (top_v, jnp.take_along_axis(cand_i, pos, axis=1)), None
 
   init = (jnp.full((q, k), -jnp.inf, jnp.float32), jnp.full((q, k), -1, jnp.int32))
+  if axis_name is not None:
+    init = jax.tree.map(lambda x: jax.lax.pcast(x, axis_name, to="varying"), init)
   (values, indices), _ = jax.lax.scan(merge, init, jnp.arange(num_blocks, dtype=jnp.int32))
   return values, indices
 
@@ -123,18 +140,116 @@ def select_judges(rng: jax.Array, bank: jax.Array, num_anchors: int, k: int, *, 
   bank = jax.lax.stop_gradient(bank).astype(jnp.float32)
   idx = sample_anchors(rng, bank.shape[0], num_anchors)
   anchors = bank[idx]                                                   # [K, d]
-  w_anchor = jnp.full((num_anchors, 1), 1.0 if anchor_weight is None else anchor_weight, jnp.float32)
   if k == 0:
-    return anchors, w_anchor
+    return _judges_and_weights(anchors, None, anchor_weight, one_hot)
   excluded = jnp.zeros(bank.shape[:1], bool).at[idx].set(True) if exclude_anchors else None
   _, nbr = blockwise_topk(anchors, bank, k, block_size=block_size, query_index=idx, excluded=excluded,
                           precision=precision)
-  neighbours = bank[nbr]                                                # [K, k, d]
+  return _judges_and_weights(anchors, bank[nbr], anchor_weight, one_hot)
+
+
+def _judges_and_weights(anchors: jax.Array, neighbours: jax.Array | None, anchor_weight: float | None,
+                        one_hot: bool) -> tuple[jax.Array, jax.Array]:
+  """(D [K (k+1), d], W [K, k+1]) from anchors [K, d] and their neighbours [K, k, d] (None: k = 0)."""
+  num_anchors, d = anchors.shape
+  w_anchor = jnp.full((num_anchors, 1), 1.0 if anchor_weight is None else anchor_weight, jnp.float32)
+  if neighbours is None:
+    return anchors, w_anchor
   judges = jnp.concatenate([anchors[:, None], neighbours], axis=1)     # [K, k+1, d]
   # Label weights in exact float32, whatever precision the search ran at.
   sims = jnp.sum(anchors[:, None] * neighbours, axis=-1)
   w_nbr = jnp.ones_like(sims) if one_hot else jnp.clip(sims, 0.0, 1.0)
-  return judges.reshape(-1, bank.shape[1]), jnp.concatenate([w_anchor, w_nbr], axis=1)
+  return judges.reshape(-1, d), jnp.concatenate([w_anchor, w_nbr], axis=1)
+
+
+def _rows_of_sharded(shard: jax.Array, rows: jax.Array, offset: jax.Array, axis_name: str) -> jax.Array:
+  """Inside shard_map: bank rows `rows` (global indices, int [...]) -> [..., d] on every device.
+
+  Each device puts in the rows it holds and zeros for the others, and a psum
+  over the axis adds them up. Every row is held by exactly one device, so each
+  sum is one row plus exact zeros: the rows arrive bit for bit (a -0.0
+  component comes back as +0.0). Indices outside the bank give zero rows.
+  """
+  local = rows - offset
+  own = (local >= 0) & (local < shard.shape[0])
+  picked = shard[jnp.clip(local, 0, shard.shape[0] - 1)]
+  return jax.lax.psum(jnp.where(own[..., None], picked, 0.0), axis_name)
+
+
+def sharded_neighbours(bank: jax.Array, idx: jax.Array, k: int, *, mesh, axis_name: str = "data",
+                       exclude_anchors: bool = False, block_size: int = 4096,
+                       precision: jax.lax.Precision | None = None
+                       ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+  """The anchors bank[idx] and their k nearest neighbours, searched where the bank rows live.
+
+  Per device (`jax.shard_map` over `axis_name` of `mesh`; the bank's rows
+  split evenly over it, P(axis_name, None)):
+    1. the K anchor rows reach every device (`_rows_of_sharded`: [K, d] psum);
+    2. `blockwise_topk` searches the device's own rows, numbered globally
+       (index_offset = axis_index * rows per device), skipping each anchor's
+       own row and, with exclude_anchors, every anchor row;
+    3. the per-device [K, k] candidates (values and global indices) are
+       all-gathered in device order and merged by `lax.top_k`. A device's list
+       is ordered by (value descending, index ascending); concatenated in
+       device order, equal values stand in ascending global index, and top_k
+       keeps the first of equal values, so ties go to the lower global index,
+       as in the unsharded `blockwise_topk`, and the k rows are the same;
+    4. the neighbour rows reach every device as the anchors did ([K, k, d]).
+  Collectives move O(K (k + 1) d) floats and O(K k D) candidates for D devices;
+  the bank itself is never gathered.
+
+  Args:
+    bank: float32 [N, d], N a multiple of the axis size.
+    idx: int32 [K] anchor rows (distinct).
+    k: neighbours per anchor; 0: only the anchors are fetched.
+    mesh: the mesh the bank is sharded over (a `jax.sharding.Mesh`).
+    axis_name, exclude_anchors, block_size, precision: as in `select_judges`;
+      block_size applies to each device's rows.
+
+  Returns:
+    (anchors float32 [K, d], neighbour indices int32 [K, k], neighbours
+    float32 [K, k, d]), all replicated; the last two are None when k = 0.
+  """
+  n, d = bank.shape
+  num_shards = mesh.shape[axis_name]
+  if n % num_shards:
+    raise ValueError(f"bank rows {n} must divide evenly over the {num_shards} devices of axis {axis_name!r}.")
+  rows = n // num_shards
+
+  def per_device(shard, idx):
+    offset = jax.lax.axis_index(axis_name).astype(jnp.int32) * rows
+    anchors = _rows_of_sharded(shard, idx, offset, axis_name)             # [K, d]
+    if k == 0:
+      return (anchors,)
+    excluded = None
+    if exclude_anchors:
+      local = jnp.where((idx >= offset) & (idx < offset + rows), idx - offset, rows)
+      excluded = jnp.zeros((rows,), bool).at[local].set(True, mode="drop")
+    values, nbr = blockwise_topk(anchors, shard, k, block_size=block_size, query_index=idx, excluded=excluded,
+                                 precision=precision, index_offset=offset, axis_name=axis_name)
+    all_v = jax.lax.all_gather(values, axis_name, axis=1, tiled=True, to="invarying")   # [K, D k]
+    all_i = jax.lax.all_gather(nbr, axis_name, axis=1, tiled=True, to="invarying")
+    _, pos = jax.lax.top_k(all_v, k)
+    nbr = jnp.take_along_axis(all_i, pos, axis=1)                          # [K, k]
+    return anchors, nbr, _rows_of_sharded(shard, nbr, offset, axis_name)
+
+  out = jax.shard_map(per_device, mesh=mesh, in_specs=(P(axis_name, None), P()),
+                      out_specs=(P(),) * (1 if k == 0 else 3))(bank, idx)
+  return out if k else (out[0], None, None)
+
+
+def select_judges_sharded(rng: jax.Array, bank: jax.Array, num_anchors: int, k: int, *, mesh,
+                          axis_name: str = "data", one_hot: bool = False, anchor_weight: float | None = None,
+                          exclude_anchors: bool = False, block_size: int = 4096,
+                          precision: jax.lax.Precision | None = None) -> tuple[jax.Array, jax.Array]:
+  """`select_judges` for a bank sharded by rows over `axis_name` of `mesh`: same arguments and result
+  (same anchors, neighbours, judges and weights), computed by `sharded_neighbours`."""
+  bank = jax.lax.stop_gradient(bank).astype(jnp.float32)
+  idx = sample_anchors(rng, bank.shape[0], num_anchors)
+  anchors, _, neighbours = sharded_neighbours(bank, idx, k, mesh=mesh, axis_name=axis_name,
+                                              exclude_anchors=exclude_anchors, block_size=block_size,
+                                              precision=precision)
+  return _judges_and_weights(anchors, neighbours, anchor_weight, one_hot)
 
 
 def _spread(weights: jax.Array) -> jax.Array:

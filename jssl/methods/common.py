@@ -27,7 +27,10 @@ def dino_training_defaults(c, *, freeze_last_layer: bool) -> None:
 
 
 class StepContext(typing.NamedTuple):
-  """What a method's schedules need besides the config: the traced step and the run's length."""
+  """What a method's schedules need besides the config: the traced step and the run's length;
+  and the mesh the step runs on (None when the caller gives none), for the few pieces written
+  per device with `jax.shard_map` (SOVE's sharded memory banks)."""
   step: jax.Array
   steps_per_epoch: int
   total_steps: int
+  mesh: jax.sharding.Mesh | None = None

@@ -15,6 +15,13 @@ embedding of the second global view and E_P one uniformly random teacher patch
 embedding per image (drawn over the patches of both global views: the paper
 says only "one of the local patch embeddings").
 
+The banks' rows are split over the `data` axis (`state_partition`). On more
+than one device (and with `sove.sharded_search`), judge selection and bank
+writes run per device with `jax.shard_map`, on the mesh the trainer passes in
+the StepContext: each device searches its own rows, and only the per-device
+top-k candidates, the anchors and the chosen neighbours travel, so no device
+holds a whole bank; judges and banks are those of the global-view code.
+
 Hierarchical backbones (Swin): the mask is drawn on the final-stage token
 grid, where the patch loss and E_P live, and the encoder repeats each masked
 token over the patch embeddings it is merged from (iBOT's Swin does the same;
@@ -37,6 +44,8 @@ the teacher temperature also used for the patch loss, anchor label 0.9,
 neighbours among non-anchor rows and the smoothed one-hot patch labels are the
 official code's; the last three are off by default (paper) and exposed.
 """
+import functools
+
 import ml_collections
 from flax import nnx
 import jax
@@ -48,6 +57,7 @@ from jssl.losses import sove as sove_loss
 from jssl.losses.byol import l2_normalize
 from jssl.methods import common
 from jssl.models import heads
+from jssl.sharding import DATA_AXIS
 
 _MASK_RATIO = {"blockwise": 0.3, "random": 0.7}   # the paper's ratio for each masking mode
 
@@ -69,7 +79,13 @@ def default_config() -> ml_collections.ConfigDict:
   c.anchor_weight = -1.0       # < 0: 1, the anchor's similarity with itself (paper); code: 0.9
   c.patch_anchor_weight = -1.0  # < 0: one-hot patch labels (paper); code: 0.9 smoothed one-hot
   c.exclude_anchors = False    # True: neighbours only among non-anchor rows (code)
-  c.topk_block_size = 4096     # bank rows per block of the neighbour search
+  c.topk_block_size = 4096     # bank rows per block of the neighbour search (per device when sharded)
+  # True: with the banks split over more than one device, judge selection searches each device's
+  # own rows and merges the candidates (jssl.losses.sove.select_judges_sharded), and bank writes
+  # go to the rows' own devices (memory_bank.update with the mesh), so no device ever holds a
+  # whole bank; same judges, weights and banks as the global-view code. False: global-view code
+  # (XLA all-gathers each bank to every device). One device: the global-view code either way.
+  c.sharded_search = True
   c.mask_mode = "blockwise"    # blockwise | random
   c.mask_ratio = -1.0          # < 0: the paper's ratio for the mode (0.3 blockwise, 0.7 random)
   c.mask_min_block = -1        # smallest block in patches (blockwise); < 0: the code's (min(h, w) // 3)**2
@@ -192,6 +208,23 @@ def make_mask(rng, config, num_images: int, grid: tuple[int, int]) -> jax.Array:
   return masking.blockwise_mask(rng, num_images, tuple(grid), ratio, min_block=min_block)
 
 
+def _bank_mesh(config, ctx: common.StepContext, bank: jax.Array):
+  """The mesh to select judges and write `bank` on per device, or None (global-view code):
+  sove.sharded_search, a mesh in ctx whose data axis has > 1 device, rows divisible by it."""
+  mesh = ctx.mesh
+  if not config.sove.sharded_search or mesh is None or DATA_AXIS not in mesh.shape:
+    return None
+  shards = mesh.shape[DATA_AXIS]
+  return mesh if shards > 1 and bank.shape[0] % shards == 0 else None
+
+
+def _selector(mesh):
+  """select_judges, or its sharded version on `mesh`."""
+  if mesh is None:
+    return sove_loss.select_judges
+  return functools.partial(sove_loss.select_judges_sharded, mesh=mesh, axis_name=DATA_AXIS)
+
+
 def loss(student, teacher, method_state, views, *, rng, ctx, config):
   """views: {"global": [G, B, S, S, C], "local" (optional): [L, B, s, s, C]}."""
   c = config.sove
@@ -209,11 +242,12 @@ def loss(student, teacher, method_state, views, *, rng, ctx, config):
   t_glob, t_patch = jax.lax.stop_gradient(t_glob), jax.lax.stop_gradient(t_patch)
   temp = teacher_temperature(config, ctx)
 
-  cls_bank = method_state["cls_bank"]["bank"]
+  cls_bank, patch_bank = method_state["cls_bank"]["bank"], method_state["patch_bank"]["bank"]
+  cls_mesh, patch_mesh = _bank_mesh(config, ctx, cls_bank), _bank_mesh(config, ctx, patch_bank)
   anchor_w = None if c.anchor_weight < 0 else c.anchor_weight
   cls_values, entropy = [], None
   for t, key in enumerate(jax.random.split(task_key, c.num_tasks)):
-    judges, weights = sove_loss.select_judges(
+    judges, weights = _selector(cls_mesh)(
         key, cls_bank, c.num_anchors, c.num_neighbors, one_hot=c.one_hot, anchor_weight=anchor_w,
         exclude_anchors=c.exclude_anchors, block_size=c.topk_block_size)
     cls_values.append(sove_loss.cls_loss(s_all, t_glob, judges, weights, student_temp=c.student_temp,
@@ -226,8 +260,8 @@ def loss(student, teacher, method_state, views, *, rng, ctx, config):
   n, d = s_patch.shape[2:]
   patch_values = []
   for key in jax.random.split(patch_key, c.num_patch_tasks):
-    p_judges, p_weights = sove_loss.select_judges(
-        key, method_state["patch_bank"]["bank"], c.num_patch_anchors, c.patch_neighbors,
+    p_judges, p_weights = _selector(patch_mesh)(
+        key, patch_bank, c.num_patch_anchors, c.patch_neighbors,
         one_hot=c.one_hot, anchor_weight=None if c.patch_anchor_weight < 0 else c.patch_anchor_weight,
         exclude_anchors=c.exclude_anchors, block_size=c.topk_block_size)
     patch_values.append(sove_loss.patch_loss(
@@ -241,8 +275,9 @@ def loss(student, teacher, method_state, views, *, rng, ctx, config):
   picks = jax.random.randint(pick_key, (b,), 0, num_g * n)
   per_image = jnp.moveaxis(t_patch, 0, 1).reshape(b, num_g * n, d)       # [B, G * N, d]
   new_state = {
-      "cls_bank": memory_bank.update(method_state["cls_bank"], t_glob[min(1, num_g - 1)]),
-      "patch_bank": memory_bank.update(method_state["patch_bank"], per_image[jnp.arange(b), picks]),
+      "cls_bank": memory_bank.update(method_state["cls_bank"], t_glob[min(1, num_g - 1)], mesh=cls_mesh),
+      "patch_bank": memory_bank.update(method_state["patch_bank"], per_image[jnp.arange(b), picks],
+                                       mesh=patch_mesh),
   }
   metrics = {"cls_loss": cls_value, "patch_loss": patch_value, "teacher_entropy": entropy,
              "teacher_temp": temp, "mask_fraction": jnp.mean(mask.astype(jnp.float32))}

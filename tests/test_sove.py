@@ -104,7 +104,7 @@ def test_sharded_select_judges_equals_unsharded(k, exclude, tied):
   bank = _tied_bank() if tied else _unit(np.random.default_rng(4), 128, 8)
   mesh, sharded = _mesh8_bank(bank)
   kwargs = dict(exclude_anchors=exclude, block_size=8, anchor_weight=0.9)
-  many = jax.jit(lambda key, b: sove.select_judges_sharded(key, b, 8, k, mesh=mesh, **kwargs))
+  many = jax.jit(lambda key, b: sove.select_judges(key, b, 8, k, mesh=mesh, **kwargs))
   one = jax.jit(lambda key, b: sove.select_judges(key, b, 8, k, **kwargs))
   search = jax.jit(lambda b, i: sove.sharded_neighbours(b, i, k, mesh=mesh, exclude_anchors=exclude, block_size=8))
   for seed in range(3):
@@ -133,7 +133,7 @@ def _all_gather_shapes(compiled_text):
 def test_sharded_select_judges_never_gathers_the_bank():
   mesh, sharded = _mesh8_bank(_unit(np.random.default_rng(6), 256, 8))
   key = jax.random.PRNGKey(0)
-  many = jax.jit(lambda key, b: sove.select_judges_sharded(key, b, 8, 4, mesh=mesh, exclude_anchors=True,
+  many = jax.jit(lambda key, b: sove.select_judges(key, b, 8, 4, mesh=mesh, exclude_anchors=True,
                                                           block_size=8))
   # Only the [K, D k] = [8, 8 x 4] candidate values and indices travel (anchors and neighbour
   # rows arrive by psum).
@@ -333,13 +333,13 @@ def test_task_counts_and_reference_min_block(monkeypatch):
 def test_step_selects_judges_sharded_on_many_devices(monkeypatch, num_devices, sharded_search, expected):
   from jssl import sharding, train
   from jssl.losses import sove as sove_losses
-  calls, sharded_select = [], sove_losses.select_judges_sharded
+  calls, original = [], sove_losses.sharded_neighbours
 
-  def counting(key, bank, *args, **kwargs):
+  def counting(bank, *args, **kwargs):
     calls.append(bank.shape[0])
-    return sharded_select(key, bank, *args, **kwargs)
+    return original(bank, *args, **kwargs)
 
-  monkeypatch.setattr(sove_losses, "select_judges_sharded", counting)
+  monkeypatch.setattr(sove_losses, "sharded_neighbours", counting)
   config = _tiny_config()
   config.sove.sharded_search = sharded_search
   setup, init_fn = state_lib.build(config, in_channels=1, num_classes=10, total_steps=4, steps_per_epoch=2)

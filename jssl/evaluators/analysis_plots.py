@@ -38,16 +38,18 @@ TITLES = {"ncc_train": "NCC train accuracy", "ncc_test": "NCC test accuracy", "c
           "var_over_dist": "Class variance / class distance"}
 
 
+def _analysis_rows(workdir: str) -> list[dict]:
+  """The analysis rows of workdir/metrics.jsonl in step order; a step logged twice keeps its last row."""
+  by_step = {row["step"]: row for row in read_rows(workdir) if "analysis/epoch" in row}
+  return [by_step[s] for s in sorted(by_step)]
+
+
 def load(workdir: str) -> tuple[np.ndarray, dict]:
   """(epochs [T], {(layer, labels, metric): values [T]}) of the analysis rows, in step order.
 
   A step logged twice (a finished run evaluated again) keeps its last row.
   """
-  by_step = {}
-  for row in read_rows(workdir):
-    if "analysis/epoch" in row:
-      by_step[row["step"]] = row
-  rows = [by_step[s] for s in sorted(by_step)]
+  rows = _analysis_rows(workdir)
   if not rows:
     raise ValueError(f"{workdir}/metrics.jsonl has no analysis rows; train with --config.analysis.every_epochs=1.")
   series = collections.OrderedDict()
@@ -60,11 +62,7 @@ def load(workdir: str) -> tuple[np.ndarray, dict]:
 
 def load_mine(workdir: str) -> tuple[np.ndarray, dict]:
   """(epochs [T], {layer: (mean [T], std [T])}) of the MINE columns; empty when the run has none."""
-  by_step = {}
-  for row in read_rows(workdir):
-    if "analysis/epoch" in row:
-      by_step[row["step"]] = row
-  rows = [by_step[s] for s in sorted(by_step)]
+  rows = _analysis_rows(workdir)
   layers = [k.split("/")[1] for k in (rows[-1] if rows else {}) if k.startswith("analysis/") and k.endswith("/mine_ixz")]
   series = {layer: tuple(np.array([r.get(f"analysis/{layer}/{m}", np.nan) for r in rows], np.float64)
                          for m in ("mine_ixz", "mine_ixz_std")) for layer in layers}

@@ -23,10 +23,10 @@ eq. (4) on the masked patch positions of the global views, reduced like iBOT
 (per image mean over its masked patches, then mean over images).
 All similarities and probabilities are float32.
 
-Sharded banks: `select_judges_sharded` is the same selection as a per-device
-neighbour search (`jax.shard_map`) for a bank whose rows are split over a
-mesh axis; it returns exactly what `select_judges` returns, and no device ever
-holds more than its own rows of the bank.
+Sharded banks: given the mesh a bank's rows are split over, `select_judges`
+runs the same selection as a per-device neighbour search (`jax.shard_map`,
+`sharded_neighbours`); it returns exactly what the global-view search returns,
+and no device ever holds more than its own rows of the bank.
 """
 import jax
 import jax.numpy as jnp
@@ -115,8 +115,8 @@ def blockwise_topk(queries: jax.Array, keys: jax.Array, k: int, *, block_size: i
 
 def select_judges(rng: jax.Array, bank: jax.Array, num_anchors: int, k: int, *, one_hot: bool = False,
                   anchor_weight: float | None = None, exclude_anchors: bool = False,
-                  block_size: int = 4096, precision: jax.lax.Precision | None = None
-                  ) -> tuple[jax.Array, jax.Array]:
+                  block_size: int = 4096, precision: jax.lax.Precision | None = None,
+                  mesh=None, axis_name: str = "data") -> tuple[jax.Array, jax.Array]:
   """Pseudo-dataset D and its labels (paper sec. 2.2.1; appendix A.1).
 
   Args:
@@ -131,6 +131,9 @@ def select_judges(rng: jax.Array, bank: jax.Array, num_anchors: int, k: int, *, 
       default only keeps an anchor from being its own neighbour.
     block_size: bank rows per block of the top-k.
     precision: of the neighbour search (`blockwise_topk`).
+    mesh: None: the search sees the whole bank. A mesh whose `axis_name` the
+      bank's rows are split over: each device searches its own rows
+      (`sharded_neighbours`); same judges and weights.
 
   Returns:
     (D float32 [K (k+1), d], W float32 [K, k+1]): W[i, 0] is anchor i's
@@ -139,6 +142,11 @@ def select_judges(rng: jax.Array, bank: jax.Array, num_anchors: int, k: int, *, 
   """
   bank = jax.lax.stop_gradient(bank).astype(jnp.float32)
   idx = sample_anchors(rng, bank.shape[0], num_anchors)
+  if mesh is not None:
+    anchors, _, neighbours = sharded_neighbours(bank, idx, k, mesh=mesh, axis_name=axis_name,
+                                                exclude_anchors=exclude_anchors, block_size=block_size,
+                                                precision=precision)
+    return _judges_and_weights(anchors, neighbours, anchor_weight, one_hot)
   anchors = bank[idx]                                                   # [K, d]
   if k == 0:
     return _judges_and_weights(anchors, None, anchor_weight, one_hot)
@@ -236,21 +244,6 @@ def sharded_neighbours(bank: jax.Array, idx: jax.Array, k: int, *, mesh, axis_na
   out = jax.shard_map(per_device, mesh=mesh, in_specs=(P(axis_name, None), P()),
                       out_specs=(P(),) * (1 if k == 0 else 3))(bank, idx)
   return out if k else (out[0], None, None)
-
-
-def select_judges_sharded(rng: jax.Array, bank: jax.Array, num_anchors: int, k: int, *, mesh,
-                          axis_name: str = "data", one_hot: bool = False, anchor_weight: float | None = None,
-                          exclude_anchors: bool = False, block_size: int = 4096,
-                          precision: jax.lax.Precision | None = None) -> tuple[jax.Array, jax.Array]:
-  """`select_judges` for a bank sharded by rows over `axis_name` of `mesh`: same arguments and result
-  (same anchors, neighbours, judges and weights), computed by `sharded_neighbours`."""
-  bank = jax.lax.stop_gradient(bank).astype(jnp.float32)
-  idx = sample_anchors(rng, bank.shape[0], num_anchors)
-  anchors, _, neighbours = sharded_neighbours(bank, idx, k, mesh=mesh, axis_name=axis_name,
-                                              exclude_anchors=exclude_anchors, block_size=block_size,
-                                              precision=precision)
-  return _judges_and_weights(anchors, neighbours, anchor_weight, one_hot)
-
 
 def _spread(weights: jax.Array) -> jax.Array:
   """Mass each judge gives to each *other* concept: (1 - w) / (K - 1)."""

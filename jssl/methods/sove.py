@@ -44,8 +44,6 @@ the teacher temperature also used for the patch loss, anchor label 0.9,
 neighbours among non-anchor rows and the smoothed one-hot patch labels are the
 official code's; the last three are off by default (paper) and exposed.
 """
-import functools
-
 import ml_collections
 from flax import nnx
 import jax
@@ -81,7 +79,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.exclude_anchors = False    # True: neighbours only among non-anchor rows (code)
   c.topk_block_size = 4096     # bank rows per block of the neighbour search (per device when sharded)
   # True: with the banks split over more than one device, judge selection searches each device's
-  # own rows and merges the candidates (jssl.losses.sove.select_judges_sharded), and bank writes
+  # own rows and merges the candidates (jssl.losses.sove.sharded_neighbours), and bank writes
   # go to the rows' own devices (memory_bank.update with the mesh), so no device ever holds a
   # whole bank; same judges, weights and banks as the global-view code. False: global-view code
   # (XLA all-gathers each bank to every device). One device: the global-view code either way.
@@ -218,13 +216,6 @@ def _bank_mesh(config, ctx: common.StepContext, bank: jax.Array):
   return mesh if shards > 1 and bank.shape[0] % shards == 0 else None
 
 
-def _selector(mesh):
-  """select_judges, or its sharded version on `mesh`."""
-  if mesh is None:
-    return sove_loss.select_judges
-  return functools.partial(sove_loss.select_judges_sharded, mesh=mesh, axis_name=DATA_AXIS)
-
-
 def loss(student, teacher, method_state, views, *, rng, ctx, config):
   """views: {"global": [G, B, S, S, C], "local" (optional): [L, B, s, s, C]}."""
   c = config.sove
@@ -247,9 +238,9 @@ def loss(student, teacher, method_state, views, *, rng, ctx, config):
   anchor_w = None if c.anchor_weight < 0 else c.anchor_weight
   cls_values, entropy = [], None
   for t, key in enumerate(jax.random.split(task_key, c.num_tasks)):
-    judges, weights = _selector(cls_mesh)(
+    judges, weights = sove_loss.select_judges(
         key, cls_bank, c.num_anchors, c.num_neighbors, one_hot=c.one_hot, anchor_weight=anchor_w,
-        exclude_anchors=c.exclude_anchors, block_size=c.topk_block_size)
+        exclude_anchors=c.exclude_anchors, block_size=c.topk_block_size, mesh=cls_mesh, axis_name=DATA_AXIS)
     cls_values.append(sove_loss.cls_loss(s_all, t_glob, judges, weights, student_temp=c.student_temp,
                                          teacher_temp=temp))
     if t == 0:
@@ -260,10 +251,10 @@ def loss(student, teacher, method_state, views, *, rng, ctx, config):
   n, d = s_patch.shape[2:]
   patch_values = []
   for key in jax.random.split(patch_key, c.num_patch_tasks):
-    p_judges, p_weights = _selector(patch_mesh)(
+    p_judges, p_weights = sove_loss.select_judges(
         key, patch_bank, c.num_patch_anchors, c.patch_neighbors,
         one_hot=c.one_hot, anchor_weight=None if c.patch_anchor_weight < 0 else c.patch_anchor_weight,
-        exclude_anchors=c.exclude_anchors, block_size=c.topk_block_size)
+        exclude_anchors=c.exclude_anchors, block_size=c.topk_block_size, mesh=patch_mesh, axis_name=DATA_AXIS)
     patch_values.append(sove_loss.patch_loss(
         s_patch.reshape(num_g * b, n, d), t_patch.reshape(num_g * b, n, d), mask, p_judges, p_weights,
         student_temp=c.student_temp if c.patch_student_temp < 0 else c.patch_student_temp,

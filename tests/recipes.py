@@ -1,7 +1,8 @@
 """Run any recipe in configs/ for real, shrunk: one helper for every config file.
 
-`shrink` overrides sizes only: network depth and width, head widths, memory
-banks, batch, image and crop sides, steps. The method, the backbone (name,
+`shrink` overrides sizes only: network depth and width (ResNets: narrow, one
+block per stage), head widths, memory banks, batch, image and crop sides,
+steps. The method, the backbone (name,
 patch size, block type, number of stages), the dtype, the number of crops and
 every switch that picks a code path stay as the recipe sets them, so a step
 here runs the recipe's own code. `train_steps` then runs the jitted trainer
@@ -84,7 +85,12 @@ def shrink(config):
     m.num_leaves, m.join_hidden_dim, m.join_dim = min(m.num_leaves, 2), 32, 16
   elif m.name == "res_lh":
     m.depth, m.width = min(m.depth, 2), min(m.width, 8)
-  # ResNets have no depth or width below their preset here: only images and batch shrink.
+  elif m.name == "resnet":   # block kind and stem stay; one narrow block per stage
+    m.stage_sizes, m.widths = (1, 1, 1, 1), (8, 8, 16, 16)
+  elif m.name == "rf_resnet":
+    # Three blocks in stage 1 keep a 1x1-only block (blocks 0 and 1 keep their 3x3);
+    # stem, strides, max-pool, extra block and MLP stay as the recipe sets them.
+    m.stage_sizes, m.widths = (3, 1, 1, 1), (8, 8, 16, 16)
   global_size, local_size = _sides(c)
   if global_size != c.aug.global_size:
     c.aug.global_size, c.aug.local_size = global_size, local_size

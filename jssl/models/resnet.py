@@ -13,6 +13,7 @@ global average pool of the last stage. Configured by
   cfg.width = 1            # channel multiplier (wide ResNets, e.g. SimCLR's 2x/4x)
   cfg.widths = ()          # optional per-stage base widths replacing the variant's, e.g.
                            # (16, 32, 64, 512) for a wider output at little cost on 28 px
+  cfg.stage_sizes = ()     # optional blocks per stage replacing the variant's, e.g. (1, 1, 1, 1)
   cfg.dtype = "float32"    # compute dtype, "float32" or "bfloat16"
 
 Precision: parameters and BatchNorm statistics are float32 whatever `cfg.dtype` says.
@@ -230,6 +231,12 @@ def create(cfg: ml_collections.ConfigDict, *, in_channels: int,
     raise ValueError(
       f"model.variant must be one of {sorted(_VARIANTS)}, got {variant!r}.")
   block, stage_sizes, widths = _VARIANTS[variant]
+  sizes = tuple(cfg.get("stage_sizes", None) or ())
+  if sizes:
+    if len(sizes) != len(stage_sizes) or not all(isinstance(n, int) and n > 0 for n in sizes):
+      raise ValueError(f"model.stage_sizes={sizes!r} must be {len(stage_sizes)} positive integers, "
+                       f"the blocks of each stage of {variant}.")
+    stage_sizes = sizes
   custom = tuple(cfg.get("widths", None) or ())
   if custom:
     if len(custom) != len(stage_sizes) or not all(isinstance(w, int) and w > 0 for w in custom):

@@ -202,3 +202,20 @@ def test_global_term_is_the_base_loss(method, base):
   want, (_, _, want_feats) = base_module.loss(student, teacher, base_module.init_state(config), **args)
   np.testing.assert_array_equal(metrics[f"{base}_loss"], want)
   np.testing.assert_array_equal(feats, want_feats)
+
+
+def test_byol_projector_depth():
+  """`byol.proj_layers` deepens the BYOL family's projector (student and EMA target alike);
+  the default is BYOL's one hidden layer."""
+  from jssl.methods import byol
+  config = tiny_config("byol")
+  sizes = {}
+  for layers in (2, 3):
+    config.byol.proj_layers = layers
+    student, teacher = byol.build(config, in_channels=1, rngs=nnx.Rngs(params=jax.random.key(0)))
+    kernels = lambda m: [p for path, p in nnx.state(m, nnx.Param).flat_state() if path[-1] == "kernel"]
+    sizes[layers] = (len(kernels(student.projector)), len(kernels(teacher.projector)))
+  assert sizes == {2: (2, 2), 3: (3, 3)}
+  config.byol.proj_layers = 1
+  with pytest.raises(ValueError, match="byol.proj_layers"):
+    byol.build(config, in_channels=1, rngs=nnx.Rngs(params=jax.random.key(0)))

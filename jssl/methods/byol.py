@@ -2,7 +2,7 @@
 the EMA target's projection of another view.
 
 Paper defaults (METHODS.md): projector and predictor MLPs 4096 -> 256 with
-BatchNorm, symmetrised 2 - 2 cos loss (the two directions summed, as in the
+BatchNorm (`proj_layers` deepens the projector: 3 = two hidden layers), symmetrised 2 - 2 cos loss (the two directions summed, as in the
 official code), LARS, EMA 0.99 -> 1. Each view goes through the networks on its
 own, so BatchNorm statistics are per view as in the official implementation.
 """
@@ -22,6 +22,7 @@ def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.proj_hidden = 4096
   c.proj_dim = 256
+  c.proj_layers = 2         # BYOL: one hidden layer; CO-SSL's ImageNet-1k 100-epoch BYOL family: 3
   c.pred_hidden = 4096
   return c
 
@@ -41,9 +42,11 @@ class Target(nnx.Module):
 def build(config, *, in_channels: int, rngs: nnx.Rngs):
   """Returns (student, teacher); the teacher starts as a copy of the student's encoder and projector."""
   c = config.byol
+  if c.get("proj_layers", 2) < 2:
+    raise ValueError(f"byol.proj_layers={c.proj_layers} must be >= 2 (at least one hidden layer).")
   encoder = common.create_encoder(config, in_channels=in_channels, rngs=rngs)
   dtype = config.model.dtype
-  projector = heads.MLP(encoder.out_dim, c.proj_hidden, c.proj_dim, 2, batchnorm=True, dtype=dtype, rngs=rngs)
+  projector = heads.MLP(encoder.out_dim, c.proj_hidden, c.proj_dim, c.get("proj_layers", 2), batchnorm=True, dtype=dtype, rngs=rngs)
   predictor = heads.MLP(c.proj_dim, c.pred_hidden, c.proj_dim, 2, batchnorm=True, dtype=dtype, rngs=rngs)
   student = Online(encoder, projector, predictor)
   teacher = Target(nnx.clone(encoder), nnx.clone(projector))

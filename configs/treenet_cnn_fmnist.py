@@ -10,7 +10,8 @@ has 469,728 parameters against the 8-leaf TreeNet's 468,800 (`width` from
 `python -m jssl.models.treenet configs/treenet_fmnist.py configs/treenet_cnn_fmnist.py`).
 Its convolutions cost about twice the TreeNet's per image. Prints the k-NN accuracy
 (teacher encoder output, cosine, k = 20, T = 0.07) and the raw-pixel baseline (85.7%).
-Accuracy and time: not measured yet.
+This recipe is not measured end to end; docs/treenet.md compares a CPU-sized version
+(benchmarks/treenet_fmnist.sh).
 """
 import importlib.util
 import os

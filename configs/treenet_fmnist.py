@@ -12,9 +12,11 @@ EMA 0.99 -> 1 for the short run. The parameter-matched single CNN on the same bu
 configs/treenet_cnn_fmnist.py; compare their sizes with
 `python -m jssl.models.treenet configs/treenet_fmnist.py configs/treenet_cnn_fmnist.py`.
 Prints the k-NN accuracy (teacher encoder output, cosine, k = 20, T = 0.07, 60,000-image
-bank) and the raw-pixel baseline (85.7% in docs/fmnist.md). Accuracy: not measured yet.
-Time: one step took 23 s on the 2-core CPU while other jobs shared it (load about 5),
-compile 75 s; the whole run is not measured yet (1000 steps: hours on this CPU).
+bank) and the raw-pixel baseline (85.7% in docs/fmnist.md). This recipe as it stands is
+not measured end to end: one step took 8.4 s on the idle 2-core CPU (batch 128, 205 GFLOP
+per step), so 1000 steps are hours here. docs/treenet.md compares TreeNets and the
+matched CNN on a CPU-sized version of it (narrower leaves, batch 64, 500 steps;
+benchmarks/treenet_fmnist.sh).
 """
 from jssl import config as cfg
 from jssl.models import treenet

@@ -213,7 +213,7 @@ def test_byol_projector_depth():
   for layers in (2, 3):
     config.byol.proj_layers = layers
     student, teacher = byol.build(config, in_channels=1, rngs=nnx.Rngs(params=jax.random.key(0)))
-    kernels = lambda m: [p for path, p in nnx.state(m, nnx.Param).flat_state() if path[-1] == "kernel"]
+    kernels = lambda m: [p for path, p in nnx.to_flat_state(nnx.state(m, nnx.Param)) if path[-1] == "kernel"]
     sizes[layers] = (len(kernels(student.projector)), len(kernels(teacher.projector)))
   assert sizes == {2: (2, 2), 3: (3, 3)}
   config.byol.proj_layers = 1

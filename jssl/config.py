@@ -9,7 +9,7 @@ import math
 
 import ml_collections
 
-from jssl import guard
+from jssl import fsdp, guard
 from jssl.data import multicrop, sources
 
 # (field, lowest allowed, whether the lowest is allowed, highest allowed): numbers
@@ -90,6 +90,11 @@ def base(method: str, *, data_source: str = "fashion_mnist", data_name: str | No
   c.analysis.max_train_examples = 5000   # fixed random subsets (-1: the whole split)
   c.analysis.max_test_examples = 2000
   c.analysis.block_size = 4096
+  c.analysis.samples = ml_collections.ConfigDict()   # label set "samples" (jssl/evaluators/sample_level.py)
+  c.analysis.samples.images = 500   # train images, each its own class (paper 004: 500)
+  c.analysis.samples.train_augs = 100   # augmented views of each: the train set (paper: 100)
+  c.analysis.samples.test_augs = 20     # other views of each: the test set (paper: 20)
+  c.analysis.samples.seed = 0
   c.analysis.mine = False         # also MINE's I(input; layer) in nats (jssl/evaluators/mine.py) per layer
   c.analysis.mine_examples = 2000   # the first N images of the train subset
   c.analysis.mine_seeds = 5         # critics averaged, as paper 004
@@ -103,6 +108,10 @@ def base(method: str, *, data_source: str = "fashion_mnist", data_name: str | No
   c.checkpoint_steps = ""     # comma-separated extra steps to save ("0,10,100"; 0: the untrained state)
   c.keep_checkpoints = 2      # the newest N are kept; with checkpoint_steps, enough to keep them all
   c.num_devices = -1          # -1: all devices
+  c.mesh = ml_collections.ConfigDict()   # how the devices split the work (jssl/sharding.py, jssl/fsdp.py)
+  c.mesh.fsdp = 1             # devices along the `fsdp` axis: > 1 splits params, teacher and optimiser state (FSDP)
+  c.mesh.fsdp_rules = ""      # comma-separated regexes over parameter paths that FSDP may split ("": all)
+  c.mesh.fsdp_min_size = fsdp.DEFAULT_MIN_SIZE   # parameters with fewer elements stay replicated
   module = importlib.import_module(f"jssl.methods.{method}")
   if hasattr(module, "training_defaults"):   # the method's own recipe (optimiser, EMA, ...)
     module.training_defaults(c)
@@ -129,6 +138,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> dict:
     raise ValueError(f"eval.network={config.eval.network!r} must be student or teacher.")
   if config.on_nonfinite not in guard.MODES:
     raise ValueError(f"on_nonfinite={config.on_nonfinite!r} must be one of {', '.join(guard.MODES)}.")
+  fsdp.validate(config, num_devices=num_devices)
   _check_numbers(config)
   info = sources.dataset_info(config.data)
   multicrop.validate(config.aug, tuple(info["image_shape"]))

@@ -97,6 +97,28 @@ def _mine_row(cfg, path: str, network: str, layer: str, features, protocol: dict
                     seeds=cfg.mine_seeds, seed_std=round(est["mi_std"], 4), pca_dim=cfg.mine_pca_dim)
 
 
+def resolve_predicted(name: str) -> tuple[str, list[int], int]:
+  """(RUN, the steps named, RUN's newest step) of a label set predicted:RUN@STEP or @all; one sentence if bad."""
+  run, step = label_sets.parse_predicted(name)
+  try:
+    steps = feature_cache.checkpoint_steps(run)
+  except FileNotFoundError:
+    steps = []
+  if not steps:
+    raise ValueError(f"analysis label set {name!r} names {run}, which holds no jssl checkpoint "
+                     f"({os.path.join(run, 'checkpoints')} is missing or empty).")
+  if step is not None and step not in steps:
+    raise ValueError(f"analysis label set {name!r} asks for step {step}, but {run} has checkpoints at steps "
+                     f"{steps} only.")
+  return run, [step] if step is not None else steps, steps[-1]
+
+
+def check_supervised(name: str, run: str, method: str) -> None:
+  if method != "supervised":
+    raise ValueError(f"analysis label set {name!r} needs a run trained with method 'supervised', but {run} "
+                     f"was trained with {method!r}.")
+
+
 def _expand(sets: list[str], store) -> list:
   """Label-set names, with each predicted:RUN@STEP (or @all) as (name, RUN, STEP, RUN's newest step) tuples."""
   out = []
@@ -104,24 +126,12 @@ def _expand(sets: list[str], store) -> list:
     if not label_sets.is_predicted(name):
       out.append(name)
       continue
-    run, step = label_sets.parse_predicted(name)
+    label_sets.parse_predicted(name)   # a malformed name says so before anything else
     if store is None:
       raise ValueError(f"analysis label set {name!r} needs the evaluation program's feature store.")
-    try:
-      steps = feature_cache.checkpoint_steps(run)
-    except FileNotFoundError:
-      steps = []
-    if not steps:
-      raise ValueError(f"analysis label set {name!r} names {run}, which holds no jssl checkpoint "
-                       f"({os.path.join(run, 'checkpoints')} is missing or empty).")
-    if step is not None and step not in steps:
-      raise ValueError(f"analysis label set {name!r} asks for step {step}, but {run} has checkpoints at steps "
-                       f"{steps} only.")
-    method = store.checkpoint_config(run, steps[-1]).method
-    if method != "supervised":
-      raise ValueError(f"analysis label set {name!r} needs a run trained with method 'supervised', but {run} "
-                       f"was trained with {method!r}.")
-    out += [(label_sets.predicted_name(run, s), run, s, steps[-1]) for s in ([step] if step is not None else steps)]
+    run, steps, last = resolve_predicted(name)
+    check_supervised(name, run, store.checkpoint_config(run, last).method)
+    out += [(label_sets.predicted_name(run, s), run, s, last) for s in steps]
   return out
 
 

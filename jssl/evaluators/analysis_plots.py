@@ -15,7 +15,16 @@ workdir/analysis_plots):
                               layer at the last epoch, one line per label set (Figure 5)
   ratio_<other>_<first>.png   each metric under another label set over the first one
                               (semantic classes), against the epoch, one line per layer
-                              (Figure 4 right, Figure 5 right)
+                              (Figure 5 right); with random targets also
+                              ratio_<first>_<most random>.png, semantic over random (Figure 4 right)
+  normalized.png              NCC train and NCC test of the last layer divided by their value
+                              at step 0, against the epoch, one line per label set (Figure 2)
+  randomness.png              with random targets (predicted@STEP sets): NCC test and CDNV
+                              against the targets' randomness, at the last layer one line per
+                              evaluated epoch, and at the last epoch one line per layer
+                              (Figure 4 left, middle)
+The predicted@STEP sets get only the last two and the semantic-over-random ratio, not a
+figure of their own each.
   mine.png                    MINE's I(input; layer) in nats against the epoch, one line per
                               layer, the band +- one standard deviation over the critics'
                               seeds (Figure 3 middle); only for runs with analysis.mine
@@ -181,20 +190,80 @@ def plot_ratio(epochs, series, other: str, base: str, path: str) -> str:
   return _finish(fig, axes, f"Label set {other} relative to {base}", path, "layer")
 
 
+def load_randomness(workdir: str) -> dict:
+  """{predicted@STEP: randomness} of the random-target label sets a run analysed (empty without them)."""
+  rows = _analysis_rows(workdir)
+  prefix, suffix = "analysis_targets/", "/randomness"
+  return {k[len(prefix):-len(suffix)]: v for k, v in (rows[-1].items() if rows else ())
+          if k.startswith(prefix) and k.endswith(suffix)}
+
+
+def plot_normalized(epochs, series, sets: list[str], path: str) -> str:
+  metrics = ("ncc_train", "ncc_test")
+  layer = _names(series, 0)[-1]
+  fig, axes = _panels(len(metrics))
+  for ax, metric in zip(axes, metrics):
+    for labels in sets:
+      values = series.get((layer, labels, metric))
+      if values is not None:
+        ax.plot(epochs, values / values[0], marker="o", markersize=3, label=labels)
+    _style(ax, metric, "epoch")
+    ax.set_title(f"{TITLES[metric]} / its value at step 0", fontsize=11)
+  return _finish(fig, axes, f"Clustering relative to initialisation ({layer})", path, "label set")
+
+
+def plot_randomness(epochs, series, randomness: dict, path: str) -> str:
+  keys = sorted(randomness, key=randomness.get)
+  x = [randomness[k] for k in keys]
+  layers = _names(series, 0)
+  fig, axes = _panels(4)
+  colors = plt.cm.viridis_r(np.linspace(0.1, 1.0, len(epochs)))   # light = early, dark = late
+  for ax, metric in zip(axes[:2], ("ncc_test", "cdnv")):
+    for t, (epoch, color) in enumerate(zip(epochs, colors)):
+      ax.plot(x, [series[layers[-1], k, metric][t] for k in keys], marker="o", markersize=3, color=color,
+              label=f"epoch {epoch:g}")
+    _style(ax, metric, "randomness of the targets")
+    ax.set_title(f"{TITLES[metric]}\n{layers[-1]}, per epoch", fontsize=11)
+  layer_colors = plt.cm.plasma(np.linspace(0.0, 0.85, len(layers)))
+  for ax, metric in zip(axes[2:], ("ncc_test", "cdnv")):
+    for layer, color in zip(layers, layer_colors):
+      ax.plot(x, [series[layer, k, metric][-1] for k in keys], marker="o", markersize=3, color=color, label=layer)
+    _style(ax, metric, "randomness of the targets")
+    ax.set_title(f"{TITLES[metric]}\nepoch {epochs[-1]:g}, per layer", fontsize=11)
+  for ax in axes:
+    ax.legend(fontsize=7, ncol=2 if ax in axes[:2] and len(epochs) > 8 else 1)
+  fig.suptitle("Random targets of graded randomness (0: a trained classifier's, 1: an untrained one's)",
+               fontsize=14)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110, bbox_inches="tight")
+  plt.close(fig)
+  return path
+
+
 def plot_run(workdir: str, out: str | None = None) -> list[str]:
   """Writes every figure of the run in `workdir`; returns the PNG paths."""
   out = out or os.path.join(workdir, "analysis_plots")
   os.makedirs(out, exist_ok=True)
   epochs, series = load(workdir)
   series = _with_ratio(series)
-  sets = _names(series, 1)
+  randomness = load_randomness(workdir)
+  sets = [labels for labels in _names(series, 1) if labels not in randomness]
   paths = []
   for labels in sets:
     paths.append(plot_epochs(epochs, series, labels, os.path.join(out, f"epochs_{labels}.png")))
     paths.append(plot_layers(epochs, series, labels, os.path.join(out, f"layers_{labels}.png")))
-  paths.append(plot_layers_final(epochs, series, os.path.join(out, "layers_final.png")))
+  final = {k: v for k, v in series.items() if k[1] not in randomness}
+  paths.append(plot_layers_final(epochs, final, os.path.join(out, "layers_final.png")))
   for other in sets[1:]:
     paths.append(plot_ratio(epochs, series, other, sets[0], os.path.join(out, f"ratio_{other}_{sets[0]}.png")))
+  if randomness and sets:
+    most_random = max(randomness, key=randomness.get)
+    paths.append(plot_ratio(epochs, series, sets[0], most_random,
+                            os.path.join(out, f"ratio_{sets[0]}_{most_random}.png")))
+  if randomness:
+    paths.append(plot_randomness(epochs, series, randomness, os.path.join(out, "randomness.png")))
+  if len(epochs) > 1:
+    paths.append(plot_normalized(epochs, series, sets, os.path.join(out, "normalized.png")))
   mine_epochs, mine_series = load_mine(workdir)
   if mine_series:
     paths.append(plot_mine(mine_epochs, mine_series, os.path.join(out, "mine.png")))

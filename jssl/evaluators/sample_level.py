@@ -118,7 +118,7 @@ def _jitted_augment(aug_json: str):
   return jax.jit(lambda x, r, s: augment(x, r, s, aug))
 
 
-def _layer_fns(setup, params, stats, aug, layers: Sequence[str], image_shape):
+def layer_fns(setup, params, stats, aug, layers: Sequence[str], image_shape):
   """(fn(params, stats, views) -> all layers' pooled features concatenated, width of each layer)."""
   identity = lambda x, a: x  # noqa: E731 (the views are the encoder's input already)
   available = feature_cache.intermediate_names(setup.encoder_def, params, stats, aug, image_shape)
@@ -127,6 +127,29 @@ def _layer_fns(setup, params, stats, aug, layers: Sequence[str], image_shape):
   widths = [jax.eval_shape(feature_cache.make_pooled_fn(setup.encoder_def, aug, n, identity), params, stats,
                            x).shape[-1] for n in names]
   return feature_cache.make_pooled_fn(setup.encoder_def, aug, sum(names, []), identity), widths
+
+
+def view_fn(encode, one_view: ml_collections.ConfigDict, seed: int):
+  """fn((params, uint8 images [M, H, W, C]), stats, rows [R, 2]) -> encode(params, stats, the rows' views)."""
+  def fn(bundle, stats, rows):
+    params, source_images = bundle
+    return encode(params, stats, augment(source_images, rows, seed, one_view))
+  return fn
+
+
+def extract_sets(fn, params, stats, images: np.ndarray, cfg, *, mesh, batch_size: int, desc: str):
+  """(train features, train labels, test features, test labels) of the sample-level sets of `images`.
+
+  `fn` is a `view_fn`; cfg is `config.analysis.samples`; `images` are the chosen train images.
+  """
+  bundle = (params, jax.device_put(np.asarray(images), sharding.replicated(mesh)))
+  out = []
+  for which, first, num in (("train", 0, cfg.train_augs), ("test", cfg.train_augs, cfg.test_augs)):
+    rows = view_rows(cfg.images, first, num)
+    what = f"{desc}, {which} ({cfg.images} images x {num} views = {len(rows)})"
+    out += [features_lib.extract(fn, bundle, stats, rows, batch_size=batch_size, mesh=mesh,
+                                 desc=what).astype(np.float32), rows[:, 0]]
+  return tuple(out)
 
 
 def features(store, cfg, fs_protocol: dict, network: str, layers: Sequence[str]) -> SampleFeatures:
@@ -170,22 +193,12 @@ def features(store, cfg, fs_protocol: dict, network: str, layers: Sequence[str])
       encode = lambda p, s, x: x.reshape(x.shape[0], -1)  # noqa: E731
     else:
       params, stats = setup.encoder_params(state, network)
-      encode, widths = _layer_fns(setup, params, stats, one_view, layers, images.shape[1:])
+      encode, widths = layer_fns(setup, params, stats, one_view, layers, images.shape[1:])
 
-    def fn(bundle, stats, rows):
-      params, source_images = bundle
-      return encode(params, stats, augment(source_images, rows, cfg.seed, one_view))
-
-    bundle = (params, jax.device_put(images, sharding.replicated(store.mesh)))
     run_name = os.path.basename(os.path.normpath(path))
-    parts = []
-    for which, first, num in (("train", 0, cfg.train_augs), ("test", cfg.train_augs, cfg.test_augs)):
-      rows = view_rows(cfg.images, first, num)
-      desc = (f"samples: {run_name} {network} {','.join(layers)}, {which} ({cfg.images} images x {num} views = "
-              f"{len(rows)})")
-      parts.append((features_lib.extract(fn, bundle, stats, rows, batch_size=store.batch_size, mesh=store.mesh,
-                                         desc=desc).astype(np.float32), rows[:, 0]))
-    feats, labels = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    parts = extract_sets(view_fn(encode, one_view, cfg.seed), params, stats, images, cfg, mesh=store.mesh,
+                         batch_size=store.batch_size, desc=f"samples: {run_name} {network} {','.join(layers)}")
+    feats, labels = np.concatenate([parts[0], parts[2]]), np.concatenate([parts[1], parts[3]])
     feature_cache._write(where, feats, labels, dict(key_protocol, widths=[int(w) for w in widths], pool=pool))
   bounds = np.cumsum([0] + list(widths))
   out = {layer: (feats[:n_train, lo:hi], feats[n_train:, lo:hi]) for layer, lo, hi in zip(layers, bounds, bounds[1:])}

@@ -3,7 +3,8 @@
   python -m jssl.main --config=configs/sove_vitl16.py --workdir=gs://bucket/sove_vitl16
 
 Paper (250 epochs): 79.2% k-NN / 81.2% linear. Recipe as configs/sove_vitb.py
-(METHODS.md section 002); batch 1024 is our choice.
+(METHODS.md section 002); batch 1024 is our choice. Parameters, teacher and optimiser
+state are split over the devices (FSDP, docs/performance.md).
 """
 from jssl import config as cfg
 
@@ -21,6 +22,10 @@ def get_config():
   c.model.pool = "cls"
   c.model.drop_path = 0.1
   c.model.dtype = "bfloat16"
+  # 304M parameters: student, EMA teacher and AdamW's two moments are 4 float32 copies
+  # (4.9 GB) before any activation. FSDP splits all four over the devices (-1: every
+  # device on the fsdp axis; one device: plain data parallelism).
+  c.mesh.fsdp = -1
   c.batch_size = 1024
   c.num_epochs = 250
   c.eval.every_steps = 10 * (1281167 // 1024)

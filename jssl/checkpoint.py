@@ -27,7 +27,7 @@ from jssl.data import pipeline
 # from, and how long it goes on. A dotted prefix covers its whole section.
 # A manager that only reads: the options orbax would otherwise set itself, warning about each.
 READ_ONLY = ocp.CheckpointManagerOptions(read_only=True, save_interval_steps=0, create=False)
-HARMLESS = ("log_every_steps", "checkpoint_every_steps", "checkpoint_steps", "keep_checkpoints", "num_devices",
+HARMLESS = ("log_every_steps", "checkpoint_every_steps", "checkpoint_steps", "keep_checkpoints", "num_devices", "mesh",
             "on_nonfinite", "total_steps", "num_epochs", "eval", "data.data_dir", "data.download",
             "data.worker_count", "data.read_threads", "data.prefetch_batches", "data.eval_split", "analysis")
 

@@ -1,23 +1,62 @@
-"""Device mesh and shardings: the batch is split over `data`, state is replicated.
+"""Device mesh and shardings: the batch is split over every device, state is replicated
+or (FSDP) split over the `fsdp` axis.
 
-Meshes use `AxisType.Auto` so that model code (e.g. a ViT's class-token
-concatenation) needs no sharding annotations; XLA propagates the batch sharding
-and inserts the collectives a global-view computation needs (BatchNorm
-statistics, the DINO center, memory-bank writes).
+Pure data parallelism is a 1-D mesh ("data",). With FSDP (config.mesh.fsdp > 1)
+the mesh is 2-D, ("data", "fsdp"): the batch is split over both axes, so every
+device still gets its own slice of the global batch, and parameters, the EMA
+teacher and the optimiser state are split over `fsdp` (jssl.fsdp). Meshes use
+`AxisType.Auto` so that model code (e.g. a ViT's class-token concatenation)
+needs no sharding annotations; XLA propagates the shardings and inserts the
+collectives a global-view computation needs (BatchNorm statistics, the DINO
+center, memory-bank writes, FSDP's parameter gathers and gradient reductions).
 """
+import math
+
 import jax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
+FSDP_AXIS = "fsdp"
 
 
-def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
-  """A 1-D mesh over the first `num_devices` devices (all devices by default)."""
+def make_mesh(num_devices: int | None = None, fsdp: int = 1) -> jax.sharding.Mesh:
+  """A mesh over the first `num_devices` devices (all devices by default): 1-D ("data",)
+  with fsdp = 1, else 2-D ("data", "fsdp") of shape (num_devices / fsdp, fsdp); fsdp = -1
+  puts every device on `fsdp`."""
   devices = jax.devices()
   n = len(devices) if num_devices is None else num_devices
   if n < 1 or n > len(devices):
     raise ValueError(f"num_devices={n} must be between 1 and the {len(devices)} available devices.")
-  return jax.make_mesh((n,), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices[:n])
+  check_fsdp(fsdp, n)
+  fsdp = n if fsdp == -1 else fsdp
+  if fsdp == 1:
+    return jax.make_mesh((n,), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices[:n])
+  return jax.make_mesh((n // fsdp, fsdp), (DATA_AXIS, FSDP_AXIS), axis_types=(AxisType.Auto,) * 2,
+                       devices=devices[:n])
+
+
+def check_fsdp(fsdp, num_devices: int) -> None:
+  """One sentence naming mesh.fsdp unless it is -1 or a positive divisor of `num_devices`."""
+  if not isinstance(fsdp, int) or isinstance(fsdp, bool) or not (fsdp == -1 or (fsdp >= 1 and num_devices % fsdp == 0)):
+    raise ValueError(f"mesh.fsdp={fsdp!r} must be -1 (all devices) or a positive integer that divides the "
+                     f"{num_devices} devices.")
+
+
+def fsdp_size(mesh: jax.sharding.Mesh | None) -> int:
+  """Devices along the mesh's `fsdp` axis (1 without one)."""
+  return 1 if mesh is None else mesh.shape.get(FSDP_AXIS, 1)
+
+
+def batch_axes(mesh: jax.sharding.Mesh) -> str | tuple[str, ...]:
+  """The mesh axes the batch (and a memory bank's rows) are split over: "data" on a 1-D
+  mesh, ("data", "fsdp") on an FSDP mesh, so that every device holds a distinct slice."""
+  return DATA_AXIS if FSDP_AXIS not in mesh.shape else (DATA_AXIS, FSDP_AXIS)
+
+
+def axis_size(mesh: jax.sharding.Mesh, axes: str | tuple[str, ...]) -> int:
+  """Devices along `axes`, one mesh axis name or a tuple of them."""
+  axes = (axes,) if isinstance(axes, str) else axes
+  return math.prod(mesh.shape[a] for a in axes)
 
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
@@ -25,8 +64,8 @@ def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
 
 
 def batch_sharded(mesh: jax.sharding.Mesh) -> NamedSharding:
-  """Leading (batch) axis over `data`, the rest replicated."""
-  return NamedSharding(mesh, P(DATA_AXIS))
+  """Leading (batch) axis over `batch_axes(mesh)`, the rest replicated."""
+  return NamedSharding(mesh, P(batch_axes(mesh)))
 
 
 def tree_replicated(tree, mesh: jax.sharding.Mesh):

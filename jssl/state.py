@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from jssl import optim, sharding
+from jssl import fsdp, optim, sharding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,16 +102,18 @@ def build(config, *, in_channels: int, num_classes: int, total_steps: int, steps
 
 
 def state_shardings(config, abstract_state: dict, mesh: jax.sharding.Mesh) -> dict:
-  """Shardings of the train state: replicated, except method state a method partitions.
+  """Shardings of the train state: replicated, except what FSDP or a method partitions.
 
-  A method module may define `state_partition(config)` returning PartitionSpecs
-  for (a prefix of) its `init_state(config)` tree, e.g. memory banks split over
-  `data` as P("data", None); everything else is replicated.
+  On a mesh with an `fsdp` axis, params, teacher_params and opt_state are split
+  by config.mesh's rules (`jssl.fsdp.shard_state`). A method module may define
+  `state_partition(config, mesh)` returning PartitionSpecs for (a prefix of)
+  its `init_state(config)` tree, e.g. memory-bank rows split over the batch
+  axes; everything else is replicated.
   """
-  out = sharding.tree_replicated(abstract_state, mesh)
+  out = fsdp.shard_state(config, abstract_state, sharding.tree_replicated(abstract_state, mesh), mesh)
   method = importlib.import_module(f"jssl.methods.{config.method}")
   if hasattr(method, "state_partition"):
-    specs = method.state_partition(config)
+    specs = method.state_partition(config, mesh)
     out["method_state"] = jax.tree.map(
         lambda spec, sub: jax.tree.map(lambda _: jax.sharding.NamedSharding(mesh, spec), sub),
         specs, abstract_state["method_state"], is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))

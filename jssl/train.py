@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jssl import checkpoint, guard, logs, optim, peaks, sharding
+from jssl import checkpoint, fsdp, guard, logs, optim, peaks, sharding
 from jssl import config as config_lib
 from jssl import state as state_lib
 from jssl.data import multicrop, pipeline
@@ -55,6 +55,8 @@ def make_train_step(config, setup: state_lib.Setup, mesh: jax.sharding.Mesh | No
     views["label"] = batch["label"]   # read by methods that train on labels (supervised) and ignored by the rest
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], state, views, loss_key)
     method_state, metrics, feats, stats, t_stats = aux
+    if sharding.fsdp_size(mesh) > 1:   # each device reduces (reduce-scatters) only its shard's gradients
+      grads = jax.lax.with_sharding_constraint(grads, fsdp.param_shardings(config, grads, mesh))
     updates, opt_state = setup.tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     momentum = optim.ema_momentum(config, step, setup.total_steps)
@@ -171,7 +173,7 @@ class Trainer:
     shardings and the jitted step (nothing compiled, no state allocated); returns the
     dataset info. `prepare` and the benchmark (jssl.benchmark) both start here."""
     c = self.config
-    self.mesh = sharding.make_mesh(None if c.num_devices < 0 else c.num_devices)
+    self.mesh = sharding.make_mesh(None if c.num_devices < 0 else c.num_devices, fsdp=fsdp.mesh_config(c)[0])
     info = config_lib.validate(c, num_devices=self.mesh.devices.size)
     self.info = info
     self.steps_per_epoch = config_lib.steps_per_epoch(c, info["num_train"])
@@ -367,7 +369,7 @@ def dry_run(config) -> str:
   parameter count, the steps and the data it reads (shapes only; nothing is compiled)."""
   from jssl import cli
   from jssl.data import fashion_mnist, tfds_paths
-  mesh = sharding.make_mesh(None if config.num_devices < 0 else config.num_devices)
+  mesh = sharding.make_mesh(None if config.num_devices < 0 else config.num_devices, fsdp=fsdp.mesh_config(config)[0])
   info = config_lib.validate(config, num_devices=mesh.devices.size)
   per_epoch = config_lib.steps_per_epoch(config, info["num_train"])
   total = config_lib.total_steps(config, info["num_train"])

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
+from jssl import sharding
+
 
 def init(rng: jax.Array, size: int, dim: int) -> dict:
   """A bank of `size` random unit vectors (so early nearest neighbours are noise, not ties)."""
@@ -23,20 +25,20 @@ def init(rng: jax.Array, size: int, dim: int) -> dict:
   return {"bank": bank, "ptr": jnp.zeros([], jnp.int32)}
 
 
-def update(state: dict, values: jax.Array, *, mesh=None, axis_name: str = "data") -> dict:
+def update(state: dict, values: jax.Array, *, mesh=None, axis_name: str | tuple[str, ...] = "data") -> dict:
   """Writes values [B, dim] at rows ptr..ptr+B-1 (oldest entries first out).
 
   B must divide the bank size (`check_size`), so a write never wraps around
   the end and ptr cycles through multiples of B.
 
-  mesh: when given, and its `axis_name` has more than one device and the bank
-  rows divide evenly over them, the bank is taken as sharded by rows,
-  P(axis_name, None), and written per device (`_sharded_write`); the result
-  is the same bank.
+  mesh: when given, and its `axis_name` (one axis or a tuple of axes) has more
+  than one device and the bank rows divide evenly over them, the bank is taken
+  as sharded by rows, P(axis_name, None), and written per device
+  (`_sharded_write`); the result is the same bank.
   """
   bank, ptr = state["bank"], state["ptr"]
   values = jax.lax.stop_gradient(values).astype(bank.dtype)
-  shards = 1 if mesh is None else mesh.shape[axis_name]
+  shards = 1 if mesh is None else sharding.axis_size(mesh, axis_name)
   if shards > 1 and bank.shape[0] % shards == 0:
     bank = _sharded_write(bank, values, ptr, mesh, axis_name)
   else:
@@ -44,7 +46,7 @@ def update(state: dict, values: jax.Array, *, mesh=None, axis_name: str = "data"
   return {"bank": bank, "ptr": (ptr + values.shape[0]) % bank.shape[0]}
 
 
-def _sharded_write(bank: jax.Array, values: jax.Array, ptr: jax.Array, mesh, axis_name: str) -> jax.Array:
+def _sharded_write(bank: jax.Array, values: jax.Array, ptr: jax.Array, mesh, axis_name) -> jax.Array:
   """The FIFO write on a bank sharded by rows over `axis_name`, each device writing its own rows.
 
   The batch [B, dim] is replicated (an all-gather of the batch, not of the
@@ -53,7 +55,7 @@ def _sharded_write(bank: jax.Array, values: jax.Array, ptr: jax.Array, mesh, axi
   ptr..ptr+B-1 it holds lies in that window, and window rows outside the
   write keep their old values.
   """
-  rows, dim = bank.shape[0] // mesh.shape[axis_name], bank.shape[1]
+  rows, dim = bank.shape[0] // sharding.axis_size(mesh, axis_name), bank.shape[1]
   b = values.shape[0]
   w = min(b, rows)
 

@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
+from jssl import sharding
+
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
@@ -47,7 +49,7 @@ def blockwise_topk(queries: jax.Array, keys: jax.Array, k: int, *, block_size: i
                    excluded: jax.Array | None = None,
                    precision: jax.lax.Precision | None = None,
                    index_offset: jax.Array | int = 0,
-                   axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
+                   axis_name: str | tuple[str, ...] | None = None) -> tuple[jax.Array, jax.Array]:
   """Top-k inner products of each query with the keys, one block of keys at a time.
 
   A scan keeps a running [Q, k] top-k and merges each [Q, block] block of
@@ -116,7 +118,7 @@ def blockwise_topk(queries: jax.Array, keys: jax.Array, k: int, *, block_size: i
 def select_judges(rng: jax.Array, bank: jax.Array, num_anchors: int, k: int, *, one_hot: bool = False,
                   anchor_weight: float | None = None, exclude_anchors: bool = False,
                   block_size: int = 4096, precision: jax.lax.Precision | None = None,
-                  mesh=None, axis_name: str = "data") -> tuple[jax.Array, jax.Array]:
+                  mesh=None, axis_name: str | tuple[str, ...] = "data") -> tuple[jax.Array, jax.Array]:
   """Pseudo-dataset D and its labels (paper sec. 2.2.1; appendix A.1).
 
   Args:
@@ -131,7 +133,8 @@ def select_judges(rng: jax.Array, bank: jax.Array, num_anchors: int, k: int, *, 
       default only keeps an anchor from being its own neighbour.
     block_size: bank rows per block of the top-k.
     precision: of the neighbour search (`blockwise_topk`).
-    mesh: None: the search sees the whole bank. A mesh whose `axis_name` the
+    mesh: None: the search sees the whole bank. A mesh whose `axis_name` (one
+      axis, or a tuple of axes such as ("data", "fsdp"), major to minor) the
       bank's rows are split over: each device searches its own rows
       (`sharded_neighbours`); same judges and weights.
 
@@ -184,7 +187,7 @@ def _rows_of_sharded(shard: jax.Array, rows: jax.Array, offset: jax.Array, axis_
   return jax.lax.psum(jnp.where(own[..., None], picked, 0.0), axis_name)
 
 
-def sharded_neighbours(bank: jax.Array, idx: jax.Array, k: int, *, mesh, axis_name: str = "data",
+def sharded_neighbours(bank: jax.Array, idx: jax.Array, k: int, *, mesh, axis_name: str | tuple[str, ...] = "data",
                        exclude_anchors: bool = False, block_size: int = 4096,
                        precision: jax.lax.Precision | None = None
                        ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
@@ -219,7 +222,7 @@ def sharded_neighbours(bank: jax.Array, idx: jax.Array, k: int, *, mesh, axis_na
     float32 [K, k, d]), all replicated; the last two are None when k = 0.
   """
   n, d = bank.shape
-  num_shards = mesh.shape[axis_name]
+  num_shards = sharding.axis_size(mesh, axis_name)
   if n % num_shards:
     raise ValueError(f"bank rows {n} must divide evenly over the {num_shards} devices of axis {axis_name!r}.")
   rows = n // num_shards

@@ -15,7 +15,8 @@ embedding of the second global view and E_P one uniformly random teacher patch
 embedding per image (drawn over the patches of both global views: the paper
 says only "one of the local patch embeddings").
 
-The banks' rows are split over the `data` axis (`state_partition`). On more
+The banks' rows are split over the batch axes (`state_partition`: `data`, and
+`fsdp` on an FSDP mesh, so every device holds its own rows). On more
 than one device (and with `sove.sharded_search`), judge selection and bank
 writes run per device with `jax.shard_map`, on the mesh the trainer passes in
 the StepContext: each device searches its own rows, and only the per-device
@@ -50,6 +51,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
+from jssl import sharding
 from jssl.components import memory_bank
 from jssl.losses import sove as sove_loss
 from jssl.losses.byol import l2_normalize
@@ -178,10 +180,11 @@ def init_state(config) -> dict:
           "patch_bank": memory_bank.init(patch_key, c.patch_bank_size, c.out_dim)}
 
 
-def state_partition(config) -> dict:
-  """Bank rows split over the `data` axis; the write pointers replicated."""
+def state_partition(config, mesh) -> dict:
+  """Bank rows split over the batch axes (`data`, and `fsdp` on an FSDP mesh: every device
+  holds its own rows); the write pointers replicated."""
   del config
-  bank = {"bank": P("data", None), "ptr": P()}
+  bank = {"bank": P(sharding.batch_axes(mesh), None), "ptr": P()}
   return {"cls_bank": bank, "patch_bank": dict(bank)}
 
 
@@ -208,11 +211,11 @@ def make_mask(rng, config, num_images: int, grid: tuple[int, int]) -> jax.Array:
 
 def _bank_mesh(config, ctx: common.StepContext, bank: jax.Array):
   """The mesh to select judges and write `bank` on per device, or None (global-view code):
-  sove.sharded_search, a mesh in ctx whose data axis has > 1 device, rows divisible by it."""
+  sove.sharded_search, a mesh in ctx whose batch axes have > 1 device, rows divisible by them."""
   mesh = ctx.mesh
   if not config.sove.sharded_search or mesh is None or DATA_AXIS not in mesh.shape:
     return None
-  shards = mesh.shape[DATA_AXIS]
+  shards = sharding.axis_size(mesh, sharding.batch_axes(mesh))
   return mesh if shards > 1 and bank.shape[0] % shards == 0 else None
 
 
@@ -235,12 +238,13 @@ def loss(student, teacher, method_state, views, *, rng, ctx, config):
 
   cls_bank, patch_bank = method_state["cls_bank"]["bank"], method_state["patch_bank"]["bank"]
   cls_mesh, patch_mesh = _bank_mesh(config, ctx, cls_bank), _bank_mesh(config, ctx, patch_bank)
+  axes = sharding.batch_axes(ctx.mesh) if ctx.mesh is not None else DATA_AXIS
   anchor_w = None if c.anchor_weight < 0 else c.anchor_weight
   cls_values, entropy = [], None
   for t, key in enumerate(jax.random.split(task_key, c.num_tasks)):
     judges, weights = sove_loss.select_judges(
         key, cls_bank, c.num_anchors, c.num_neighbors, one_hot=c.one_hot, anchor_weight=anchor_w,
-        exclude_anchors=c.exclude_anchors, block_size=c.topk_block_size, mesh=cls_mesh, axis_name=DATA_AXIS)
+        exclude_anchors=c.exclude_anchors, block_size=c.topk_block_size, mesh=cls_mesh, axis_name=axes)
     cls_values.append(sove_loss.cls_loss(s_all, t_glob, judges, weights, student_temp=c.student_temp,
                                          teacher_temp=temp))
     if t == 0:
@@ -254,7 +258,7 @@ def loss(student, teacher, method_state, views, *, rng, ctx, config):
     p_judges, p_weights = sove_loss.select_judges(
         key, patch_bank, c.num_patch_anchors, c.patch_neighbors,
         one_hot=c.one_hot, anchor_weight=None if c.patch_anchor_weight < 0 else c.patch_anchor_weight,
-        exclude_anchors=c.exclude_anchors, block_size=c.topk_block_size, mesh=patch_mesh, axis_name=DATA_AXIS)
+        exclude_anchors=c.exclude_anchors, block_size=c.topk_block_size, mesh=patch_mesh, axis_name=axes)
     patch_values.append(sove_loss.patch_loss(
         s_patch.reshape(num_g * b, n, d), t_patch.reshape(num_g * b, n, d), mask, p_judges, p_weights,
         student_temp=c.student_temp if c.patch_student_temp < 0 else c.patch_student_temp,
@@ -266,9 +270,10 @@ def loss(student, teacher, method_state, views, *, rng, ctx, config):
   picks = jax.random.randint(pick_key, (b,), 0, num_g * n)
   per_image = jnp.moveaxis(t_patch, 0, 1).reshape(b, num_g * n, d)       # [B, G * N, d]
   new_state = {
-      "cls_bank": memory_bank.update(method_state["cls_bank"], t_glob[min(1, num_g - 1)], mesh=cls_mesh),
+      "cls_bank": memory_bank.update(method_state["cls_bank"], t_glob[min(1, num_g - 1)], mesh=cls_mesh,
+                                     axis_name=axes),
       "patch_bank": memory_bank.update(method_state["patch_bank"], per_image[jnp.arange(b), picks],
-                                       mesh=patch_mesh),
+                                       mesh=patch_mesh, axis_name=axes),
   }
   metrics = {"cls_loss": cls_value, "patch_loss": patch_value, "teacher_entropy": entropy,
              "teacher_temp": temp, "mask_fraction": jnp.mean(mask.astype(jnp.float32))}

@@ -12,6 +12,7 @@ classifier. Configured by
   cfg.dtype = "float32"      # compute dtype, "float32" or "bfloat16"
   cfg.drop_path = 0.0        # stochastic depth, linearly increasing over blocks
   cfg.attention_impl = None  # passed to jax.nn.dot_product_attention
+  cfg.remat = "none"         # "block": recompute each block in the backward pass (jssl/models/remat.py)
   # optional overrides of the preset: cfg.embed_dim, cfg.depths, cfg.num_heads
 
 Any input whose side is a multiple of 4 works. A stage whose resolution is at most
@@ -35,6 +36,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
+
+from jssl.models import remat as remat_lib
 
 # variant -> (embed dim C of stage 1, blocks per stage, heads per stage). Stage i
 # has width C * 2**i; the MLP hidden width is MLP_RATIO times the stage width.
@@ -254,7 +257,8 @@ class SwinTransformer(nnx.Module):
   def __init__(self, *, embed_dim: int, depths: tuple[int, ...],
                num_heads: tuple[int, ...], window_size: int, in_channels: int,
                drop_path: float = 0.0, dtype: str = "float32",
-               attention_impl: str | None = None, rngs: nnx.Rngs):
+               attention_impl: str | None = None, remat: str = "none",
+               rngs: nnx.Rngs):
     """Builds the network.
 
     Args:
@@ -267,8 +271,11 @@ class SwinTransformer(nnx.Module):
         all stages) uses drop_path * i / (num_blocks - 1).
       dtype: compute dtype name, "float32" or "bfloat16".
       attention_impl: `implementation` of `jax.nn.dot_product_attention`.
+      remat: "none", or "block" to recompute each block's activations in the
+        backward pass (`jssl.models.remat`).
       rngs: initialisation randomness.
     """
+    self.remat = remat_lib.check(remat)
     if dtype not in _DTYPES:
       raise ValueError(
         f"model.dtype must be one of {sorted(_DTYPES)}, got {dtype!r}.")
@@ -391,7 +398,7 @@ class SwinTransformer(nnx.Module):
       for block in stage:
         block_rng = (jax.random.fold_in(rng, block_index) if use_drop_path
                      else None)
-        x = block(x, block_rng)
+        x = remat_lib.call(block, x, block_rng, self.remat)
         block_index += 1
       intermediates[f"stage{i + 1}"] = x
 
@@ -426,4 +433,4 @@ def create(cfg: ml_collections.ConfigDict, *, in_channels: int,
     **sizes, window_size=int(cfg.get("window_size", 7)),
     in_channels=in_channels, drop_path=float(cfg.get("drop_path", 0.0)),
     dtype=cfg.get("dtype", "float32"),
-    attention_impl=cfg.get("attention_impl", None), rngs=rngs)
+    attention_impl=cfg.get("attention_impl", None), remat=cfg.get("remat", "none"), rngs=rngs)

@@ -9,6 +9,7 @@ Pre-norm blocks, a [CLS] token, learned position embeddings, no classifier. Conf
   cfg.drop_path = 0.0        # stochastic depth, linearly increasing over blocks
   cfg.pool = "cls"           # "cls" or "mean" (of the patch tokens)
   cfg.attention_impl = None  # passed to jax.nn.dot_product_attention
+  cfg.remat = "none"         # "block": recompute each block in the backward pass (jssl/models/remat.py)
   # optional overrides of the preset (ablations, fast tests): cfg.depth, cfg.width, cfg.num_heads
 
 Inputs whose patch grid differs from the configured one (e.g. 96 px multi-crop local
@@ -30,6 +31,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
+
+from jssl.models import remat as remat_lib
 
 # size name -> (width D, depth, heads). The MLP hidden width is MLP_RATIO * D.
 _SIZES = {
@@ -161,7 +164,7 @@ class VisionTransformer(nnx.Module):
                patch_size: int, image_size: int | tuple[int, int],
                in_channels: int, drop_path: float = 0.0, pool: str = "cls",
                dtype: str = "float32", attention_impl: str | None = None,
-               rngs: nnx.Rngs):
+               remat: str = "none", rngs: nnx.Rngs):
     """Builds the network.
 
     Args:
@@ -180,8 +183,11 @@ class VisionTransformer(nnx.Module):
       dtype: compute dtype name, "float32" or "bfloat16".
       attention_impl: `implementation` of `jax.nn.dot_product_attention`; None
         lets JAX choose and works on every backend.
+      remat: "none", or "block" to recompute each block's activations in the
+        backward pass (`jssl.models.remat`).
       rngs: initialisation randomness.
     """
+    self.remat = remat_lib.check(remat)
     if dtype not in _DTYPES:
       raise ValueError(
         f"model.dtype must be one of {sorted(_DTYPES)}, got {dtype!r}.")
@@ -282,7 +288,7 @@ class VisionTransformer(nnx.Module):
     intermediates = {}
     for i, block in enumerate(self.blocks):
       block_rng = jax.random.fold_in(rng, i) if use_drop_path else None
-      x = block(x, block_rng)
+      x = remat_lib.call(block, x, block_rng, self.remat)
       intermediates[f"block_{i + 1}"] = x[:, 0]
 
     y = self.norm(x)  # float32
@@ -310,4 +316,4 @@ def create(cfg: ml_collections.ConfigDict, *, in_channels: int,
     **sizes, image_size=image_size, in_channels=in_channels,
     drop_path=float(cfg.get("drop_path", 0.0)), pool=cfg.get("pool", "cls"),
     dtype=cfg.get("dtype", "float32"),
-    attention_impl=cfg.get("attention_impl", None), rngs=rngs)
+    attention_impl=cfg.get("attention_impl", None), remat=cfg.get("remat", "none"), rngs=rngs)

@@ -59,6 +59,21 @@ def axis_size(mesh: jax.sharding.Mesh, axes: str | tuple[str, ...]) -> int:
   return math.prod(mesh.shape[a] for a in axes)
 
 
+def constrain_batch(x: jax.Array) -> jax.Array:
+  """x with its leading (batch) axis pinned to the batch axes when traced on an FSDP mesh
+  (the train step sets it as the abstract mesh), else x unchanged.
+
+  Models call it on the activations between their blocks. Left alone, XLA's
+  partitioner may keep a split weight in place and reshard the activations
+  around it (gathering [B, T, D] tensors instead of a layer's parameters);
+  pinned activations make it gather each layer's parameters, as FSDP intends.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if FSDP_AXIS not in getattr(mesh, "axis_names", ()):
+    return x
+  return jax.lax.with_sharding_constraint(x, P((DATA_AXIS, FSDP_AXIS)))
+
+
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 

@@ -49,6 +49,12 @@ def make_train_step(config, setup: state_lib.Setup, mesh: jax.sharding.Mesh | No
     return loss, aux
 
   def train_step(state, batch):
+    if sharding.fsdp_size(mesh) <= 1:
+      return _train_step(state, batch)
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):   # read by sharding.constrain_batch in the models
+      return _train_step(state, batch)
+
+  def _train_step(state, batch):
     step = state["step"]
     aug_key, loss_key = jax.random.split(jax.random.fold_in(state["rng"], step))
     views = multicrop.make_views(aug_key, batch["image"], config.aug)

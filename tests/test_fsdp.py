@@ -17,7 +17,7 @@ from jssl.data import pipeline
 from jssl.losses import sove as sove_losses
 from tests.helpers import tiny_config
 
-_RUNS = {}
+_RUNS, _HLO = {}, {}   # (state, metrics) pairs by method; compiled steps by (method, fsdp)
 
 
 def _config(method: str):
@@ -56,6 +56,7 @@ def _run(config, fsdp_size: int, batches):
   for batch in batches:
     state, metrics = step(state, pipeline.to_global(batch, data))
     history.append(jax.device_get(metrics))
+  _HLO[(config.method, fsdp_size)] = step.as_text()
   return state, history
 
 
@@ -109,6 +110,21 @@ def test_params_teacher_and_optimizer_state_are_split():
   # Each device holds 1/8 of each bank: rows over ("data", "fsdp").
   bank = fs["method_state"]["cls_bank"]["bank"]
   assert bank.sharding.spec == P(("data", "fsdp"), None) and bank.addressable_shards[0].data.shape[0] == 64 // 8
+
+
+def _all_gathers(hlo: str) -> list[str]:
+  return [re.search(r"= (\S+) all-gather", line).group(1).split("{")[0]
+          for line in hlo.splitlines() if re.search(r"= \S+ all-gather(-start)?\(", line)]
+
+
+def test_fsdp_gathers_weights_not_activations():
+  _pair("sove")
+  gathered = _all_gathers(_HLO[("sove", 4)])
+  # The ViT's split kernels are gathered where a block uses them ...
+  assert {"f32[64,192]", "f32[64,256]", "f32[256,64]"} <= set(gathered)
+  # ... while its [V B, 1 + 49, 64] activations stay split by batch (sharding.constrain_batch).
+  assert not [g for g in gathered if re.fullmatch(r"f32\[\d+,50,\d+\]", g)], gathered
+  assert not any(re.fullmatch(r"f32\[(64,192|64,256|256,64)\]", g) for g in _all_gathers(_HLO[("sove", 1)]))
 
 
 def test_rules_choose_parameters_and_dimension():

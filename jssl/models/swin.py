@@ -37,6 +37,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from jssl import sharding
 from jssl.models import remat as remat_lib
 
 # variant -> (embed dim C of stage 1, blocks per stage, heads per stage). Stage i
@@ -381,7 +382,7 @@ class SwinTransformer(nnx.Module):
                        f"the patch size {PATCH_SIZE}.")
     use_drop_path = train and self.drop_path > 0.0 and rng is not None
 
-    x = self.patch_embed(x.astype(self.dtype))
+    x = self.patch_embed(sharding.constrain_batch(x).astype(self.dtype))
     x = self.patch_norm(x).astype(self.dtype)  # [B, h, w, C]
     _, h, w, c = x.shape
     if mask is not None:
@@ -395,10 +396,12 @@ class SwinTransformer(nnx.Module):
     for i, stage in enumerate(self.stages):
       if i:
         x = self.merges[i - 1](x)
+      # FSDP: gather each block's weights, not its activations.
+      x = sharding.constrain_batch(x)
       for block in stage:
         block_rng = (jax.random.fold_in(rng, block_index) if use_drop_path
                      else None)
-        x = remat_lib.call(block, x, block_rng, self.remat)
+        x = sharding.constrain_batch(remat_lib.call(block, x, block_rng, self.remat))
         block_index += 1
       intermediates[f"stage{i + 1}"] = x
 

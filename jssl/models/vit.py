@@ -32,6 +32,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from jssl import sharding
 from jssl.models import remat as remat_lib
 
 # size name -> (width D, depth, heads). The MLP hidden width is MLP_RATIO * D.
@@ -267,7 +268,7 @@ class VisionTransformer(nnx.Module):
         f"ViT input size {hh}x{ww} must be a multiple of the patch size {p}.")
     use_drop_path = train and self.drop_path > 0.0 and rng is not None
 
-    x = self.patch_embed(x.astype(self.dtype))  # [B, h, w, D]
+    x = self.patch_embed(sharding.constrain_batch(x).astype(self.dtype))  # [B, h, w, D]
     h, w, d = x.shape[1:]
     x = x.reshape(b, h * w, d)
     if mask is not None:
@@ -286,9 +287,10 @@ class VisionTransformer(nnx.Module):
     x = jnp.concatenate([cls, x], axis=1)  # [B, 1 + N, D]
 
     intermediates = {}
+    x = sharding.constrain_batch(x)   # FSDP: gather each block's weights, not its activations
     for i, block in enumerate(self.blocks):
       block_rng = jax.random.fold_in(rng, i) if use_drop_path else None
-      x = remat_lib.call(block, x, block_rng, self.remat)
+      x = sharding.constrain_batch(remat_lib.call(block, x, block_rng, self.remat))
       intermediates[f"block_{i + 1}"] = x[:, 0]
 
     y = self.norm(x)  # float32

@@ -77,13 +77,14 @@ def test_fsdp_trains_like_data_parallelism(method):
     for key in ("loss",) + (("cls_loss", "patch_loss") if method == "sove" else ()):
       assert np.isfinite(a[key])
       np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6)
-    # A norm over every gradient, which FSDP sums shard by shard: another float32 order.
+    # A norm over every gradient, which FSDP sums shard by shard: another float32 order
+    # (measured: 1.5e-5 relative).
     np.testing.assert_allclose(a["grad_norm"], b["grad_norm"], rtol=1e-4)
   dp, fs = jax.device_get(dp), jax.device_get(fs)
   # Same float32 arithmetic in another reduction order; Adam's 1/sqrt(v) magnifies that for
-  # near-zero gradients, as between 1 and 8 devices (tests/test_train.py), hence 1e-4.
+  # near-zero gradients. Measured: at most 2.6e-6 (DINO's parameters), hence 2e-5.
   for key in ("params", "teacher_params", "opt_state", "batch_stats", "method_state"):
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), dp[key], fs[key])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-5), dp[key], fs[key])
 
 
 def _split_leaves(tree):

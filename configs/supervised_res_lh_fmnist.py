@@ -18,14 +18,21 @@ how often those labels agree with the true classes (docs/evaluation.md, "Random 
 The backbone and optimiser are configs/vicreg_res_lh_fmnist.py's (RES-4-64, AdamW lr 1e-3,
 weight decay 1e-4, cosine, batch 256), so the targets come from the architecture family
 the SSL runs use; the paper's target networks are a ResNet-18 (Adam, lr 0.05, cosine)
-and a ViT. 5 epochs (1,170 steps), one view per image. In a 20-step probe on a busy 2-core
-CPU the classifier ran at 170-210 images/s (so roughly 25-30 minutes for the 5 epochs; not
-timed end to end) and reached a cross-entropy of 1.19 and 62% train accuracy by step 20:
-most of the change from arbitrary to semantic labels happens in the first hundred steps,
-hence the dense early checkpoints.
+and a ViT. 5 epochs (1,170 steps), one view per image.
 
-Final accuracy and the agreement of each checkpoint's predictions with the classes: not
-measured yet.
+Measured (2-core CPU shared with other jobs, 2026-12-01, the first command above): 931 s
+of training (about 390 images/s), final k-NN 88.63% (the trainer's protocol: cosine,
+k 20, T 0.07, 60k bank; raw pixels 85.69%), online probe 86%. Agreement of each kept
+checkpoint's predictions with the true classes, on the analysis hook's fixed subsets
+(5,000 train / 2,000 test images), and the paper's randomness 1 - STEP / 1170:
+
+  step        0     5     10    20    50    100   200   500   1000  1170
+  randomness  1.00  0.996 0.991 0.983 0.957 0.915 0.829 0.573 0.145 0
+  agreement   0.10  0.10  0.10  0.20  0.70  0.77  0.77  0.80  0.88  0.88   (test; train within 0.015)
+
+So the untrained network's labels are as good as arbitrary (chance 0.10) and most of the
+change to semantic labels happens between steps 10 and 50; the "randomness" axis of the
+paper is a training-time fraction, not a measure of how arbitrary the labels are.
 """
 from jssl import config as cfg
 

@@ -1,8 +1,14 @@
 """Paper 004's VICReg / RES-L-H recipe on Fashion-MNIST, sized for a 2-core CPU, with the
 clustering analysis of every block tracked during training.
 
-  python -m jssl.main --config=configs/vicreg_res_lh_fmnist.py --workdir=runs/vicreg_res_lh
+  python -m jssl.main --config=configs/supervised_res_lh_fmnist.py --workdir=runs/supervised_res_lh
+  python -m jssl.main --config=configs/vicreg_res_lh_fmnist.py --workdir=runs/vicreg_res_lh \
+      --config.analysis.labels=classes,superclasses,samples,predicted:runs/supervised_res_lh@all
   python -m jssl.evaluators.analysis_plots --workdir=runs/vicreg_res_lh
+
+(the first run, a supervised classifier, provides the random targets; without it, drop
+the `predicted:` label set: the config's own labels are classes, superclasses and samples).
+docs/analysis.md shows what these commands produced.
 
 The paper's recipe (METHODS.md, section 004; paper appendix A): VICReg with
 lambda = mu = 25, nu = 1, a 2-layer projector, cosine schedule, batch 256, SimCLR-style
@@ -22,7 +28,9 @@ for the 10 epochs (not timed end to end).
 The analysis hook (jssl/evaluators/analysis_monitor.py) runs at step 0 and every half
 epoch on fixed subsets of 5,000 train / 2,000 test images: NCC train and test, CDNV,
 class variance and class distance of the stem and of every block (pooled maps), for
-the 10 classes and the 4 superclasses of jssl/evaluators/label_sets.py.
+the 10 classes and the 4 superclasses of jssl/evaluators/label_sets.py, and of the
+sample-level set (500 train images x 100 augmented views, x 20 other views for the test,
+encoded again at every trigger; about 45 s of the analysis's ~1 min per trigger here).
 
 Accuracy and time: not measured yet.
 """
@@ -43,7 +51,7 @@ def get_config():
   c.optim.update(name="adamw", lr=1e-3, weight_decay=1e-4, momentum=0.9, warmup_epochs=0.0, min_lr=0.0)
   c.analysis.every_epochs = 0.5
   c.analysis.layers = ",".join(["stem"] + [f"block_{i + 1}" for i in range(DEPTH)])
-  c.analysis.labels = "classes,superclasses"
+  c.analysis.labels = "classes,superclasses,samples"
   c.eval.pixels_baseline = True
   c.log_every_steps = 20
   c.checkpoint_every_steps = 500

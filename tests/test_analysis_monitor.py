@@ -103,6 +103,8 @@ def test_random_targets_are_the_classifier_predictions_on_the_subsets(run_dir, s
       predicted = label_sets.predicted_labels(inter["logits"])
       assert row[f"analysis_targets/predicted@{step}/agreement_{which}"] == pytest.approx(
           np.mean(predicted == classes))
+      assert row[f"analysis_targets/predicted@{step}/majority_{which}"] == pytest.approx(
+          np.bincount(predicted).max() / len(predicted))
   assert (row["analysis_targets/predicted@0/randomness"], row["analysis_targets/predicted@2/randomness"]) == (1, 0)
 
 
@@ -154,7 +156,7 @@ def test_plot_command_writes_pngs(run_dir, tmp_path):
   names = sorted(os.path.basename(p) for p in out.stdout.split())
   assert names == ["epochs_classes.png", "epochs_samples.png", "epochs_superclasses.png", "layers_classes.png",
                    "layers_final.png", "layers_samples.png", "layers_superclasses.png", "mine.png", "normalized.png",
-                   "randomness.png", "ratio_classes_predicted@0.png", "ratio_samples_classes.png",
+                   "random_targets.png", "ratio_classes_predicted@0.png", "ratio_samples_classes.png",
                    "ratio_superclasses_classes.png"]
   for name in names:
     with open(tmp_path / name, "rb") as f:

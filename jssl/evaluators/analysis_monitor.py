@@ -28,8 +28,10 @@ and label set, `analysis/<layer>/<labels>/<metric>` for the metrics of
 `analysis/<layer>/mine_ixz_std`. A predicted label set is named `predicted@STEP` in
 these keys (no run path, so the keys keep their four parts; one supervised run per
 config) and its randomness (1 - STEP / the run's last step) and agreement with the true
-classes on each subset go in every row as `analysis_targets/predicted@STEP/<randomness |
-agreement_train | agreement_test>`. The "samples" set is encoded with the model being
+classes and the share of its most frequent label on each subset go in every row as
+`analysis_targets/predicted@STEP/<randomness | agreement_train | agreement_test |
+majority_train | majority_test>` (an untrained classifier tends to give most images one
+label, and an accuracy on such targets is to be read against that share). The "samples" set is encoded with the model being
 trained, with its own training augmentation (the first global view's settings). The input side of MINE is the flattened images as stored
 (uint8): the per-dimension standardisation MINE applies makes the evaluation
 normalisation irrelevant, so the values equal those of `--config.analysis.mine=True`
@@ -130,7 +132,10 @@ class AnalysisMonitor:
       self.target_info.update({
           f"analysis_targets/{key}/randomness": label_sets.randomness(step, last),
           f"analysis_targets/{key}/agreement_train": label_sets.agreement(labels[0], train_y),
-          f"analysis_targets/{key}/agreement_test": label_sets.agreement(labels[1], test_y)})
+          f"analysis_targets/{key}/agreement_test": label_sets.agreement(labels[1], test_y),
+          # the share of the most frequent label: what NCC reaches by naming it for every image
+          f"analysis_targets/{key}/majority_train": float(np.bincount(labels[0]).max() / len(labels[0])),
+          f"analysis_targets/{key}/majority_test": float(np.bincount(labels[1]).max() / len(labels[1]))})
     return [f"predicted@{step}" for step in steps]
 
   def _init_samples(self, params, stats) -> None:

@@ -19,11 +19,13 @@ workdir/analysis_plots):
                               ratio_<first>_<most random>.png, semantic over random (Figure 4 right)
   normalized.png              NCC train and NCC test of the last layer divided by their value
                               at step 0, against the epoch, one line per label set (Figure 2)
-  randomness.png              with random targets (predicted@STEP sets): NCC test and CDNV
-                              against the targets' randomness, at the last layer one line per
-                              evaluated epoch, and at the last epoch one line per layer
-                              (Figure 4 left, middle)
-The predicted@STEP sets get only the last two and the semantic-over-random ratio, not a
+  random_targets.png          with random targets (predicted@STEP sets): NCC test and CDNV
+                              against the targets' agreement with the true classes on the test
+                              subset (the paper's randomness, 1 - STEP / last step, crowds most
+                              checkpoints near 1), at the last layer one line per evaluated
+                              epoch, and at the last epoch one line per layer (Figure 4 left,
+                              middle); dashed: the share of each set's most frequent label
+The predicted@STEP sets get only random_targets.png and the semantic-over-random ratio, not a
 figure of their own each.
   mine.png                    MINE's I(input; layer) in nats against the epoch, one line per
                               layer, the band +- one standard deviation over the critics'
@@ -190,10 +192,13 @@ def plot_ratio(epochs, series, other: str, base: str, path: str) -> str:
   return _finish(fig, axes, f"Label set {other} relative to {base}", path, "layer")
 
 
-def load_randomness(workdir: str) -> dict:
-  """{predicted@STEP: randomness} of the random-target label sets a run analysed (empty without them)."""
+def load_targets(workdir: str, field: str = "randomness") -> dict:
+  """{predicted@STEP: field} of the random-target label sets a run analysed (empty without them).
+
+  field: randomness | agreement_train | agreement_test.
+  """
   rows = _analysis_rows(workdir)
-  prefix, suffix = "analysis_targets/", "/randomness"
+  prefix, suffix = "analysis_targets/", f"/{field}"
   return {k[len(prefix):-len(suffix)]: v for k, v in (rows[-1].items() if rows else ())
           if k.startswith(prefix) and k.endswith(suffix)}
 
@@ -212,9 +217,9 @@ def plot_normalized(epochs, series, sets: list[str], path: str) -> str:
   return _finish(fig, axes, f"Clustering relative to initialisation ({layer})", path, "label set")
 
 
-def plot_randomness(epochs, series, randomness: dict, path: str) -> str:
-  keys = sorted(randomness, key=randomness.get)
-  x = [randomness[k] for k in keys]
+def plot_random_targets(epochs, series, agreement: dict, majority: dict, path: str) -> str:
+  keys = sorted(agreement, key=agreement.get)
+  x = [agreement[k] for k in keys]
   layers = _names(series, 0)
   fig, axes = _panels(4)
   colors = plt.cm.viridis_r(np.linspace(0.1, 1.0, len(epochs)))   # light = early, dark = late
@@ -222,18 +227,21 @@ def plot_randomness(epochs, series, randomness: dict, path: str) -> str:
     for t, (epoch, color) in enumerate(zip(epochs, colors)):
       ax.plot(x, [series[layers[-1], k, metric][t] for k in keys], marker="o", markersize=3, color=color,
               label=f"epoch {epoch:g}")
-    _style(ax, metric, "randomness of the targets")
+    _style(ax, metric, "targets' agreement with the classes")
     ax.set_title(f"{TITLES[metric]}\n{layers[-1]}, per epoch", fontsize=11)
   layer_colors = plt.cm.plasma(np.linspace(0.0, 0.85, len(layers)))
   for ax, metric in zip(axes[2:], ("ncc_test", "cdnv")):
     for layer, color in zip(layers, layer_colors):
       ax.plot(x, [series[layer, k, metric][-1] for k in keys], marker="o", markersize=3, color=color, label=layer)
-    _style(ax, metric, "randomness of the targets")
+    _style(ax, metric, "targets' agreement with the classes")
     ax.set_title(f"{TITLES[metric]}\nepoch {epochs[-1]:g}, per layer", fontsize=11)
+  if set(keys) <= set(majority):
+    for ax in (axes[0], axes[2]):
+      ax.plot(x, [majority[k] for k in keys], color="0.5", linestyle="--", label="most frequent label's share")
   for ax in axes:
     ax.legend(fontsize=7, ncol=2 if ax in axes[:2] and len(epochs) > 8 else 1)
-  fig.suptitle("Random targets of graded randomness (0: a trained classifier's, 1: an untrained one's)",
-               fontsize=14)
+  fig.suptitle("Random targets: a classifier's predictions from its initialisation (left of each panel) to "
+               "the end of its training (right)", fontsize=13)
   fig.tight_layout()
   fig.savefig(path, dpi=110, bbox_inches="tight")
   plt.close(fig)
@@ -246,7 +254,7 @@ def plot_run(workdir: str, out: str | None = None) -> list[str]:
   os.makedirs(out, exist_ok=True)
   epochs, series = load(workdir)
   series = _with_ratio(series)
-  randomness = load_randomness(workdir)
+  randomness = load_targets(workdir)
   sets = [labels for labels in _names(series, 1) if labels not in randomness]
   paths = []
   for labels in sets:
@@ -261,7 +269,8 @@ def plot_run(workdir: str, out: str | None = None) -> list[str]:
     paths.append(plot_ratio(epochs, series, sets[0], most_random,
                             os.path.join(out, f"ratio_{sets[0]}_{most_random}.png")))
   if randomness:
-    paths.append(plot_randomness(epochs, series, randomness, os.path.join(out, "randomness.png")))
+    paths.append(plot_random_targets(epochs, series, load_targets(workdir, "agreement_test"),
+                                     load_targets(workdir, "majority_test"), os.path.join(out, "random_targets.png")))
   if len(epochs) > 1:
     paths.append(plot_normalized(epochs, series, sets, os.path.join(out, "normalized.png")))
   mine_epochs, mine_series = load_mine(workdir)

@@ -155,7 +155,8 @@ def test_plot_command_writes_pngs(run_dir, tmp_path):
                         f"--out={tmp_path}"], capture_output=True, text=True, check=True)
   names = sorted(os.path.basename(p) for p in out.stdout.split())
   assert names == ["epochs_classes.png", "epochs_samples.png", "epochs_superclasses.png", "layers_classes.png",
-                   "layers_final.png", "layers_samples.png", "layers_superclasses.png", "mine.png", "normalized.png",
+                   "layers_final.png", "layers_samples.png", "layers_superclasses.png", "loss_terms.png", "mine.png",
+                   "normalized.png",
                    "random_targets.png", "ratio_classes_predicted@0.png", "ratio_samples_classes.png",
                    "ratio_superclasses_classes.png"]
   for name in names:

@@ -25,6 +25,9 @@ workdir/analysis_plots):
                               checkpoints near 1), at the last layer one line per evaluated
                               epoch, and at the last epoch one line per layer (Figure 4 left,
                               middle); dashed: the share of each set's most frequent label
+  loss_terms.png              VICReg's unweighted invariance, variance and covariance terms
+                              and the online linear probe's accuracy on the training batches,
+                              against the epoch (Figure 3 left); only for runs that log them
 The predicted@STEP sets get only random_targets.png and the semantic-over-random ratio, not a
 figure of their own each.
   mine.png                    MINE's I(input; layer) in nats against the epoch, one line per
@@ -248,6 +251,28 @@ def plot_random_targets(epochs, series, agreement: dict, majority: dict, path: s
   return path
 
 
+LOSS_TERMS = (("invariance", "Invariance (unweighted)"), ("variance", "Variance hinge (unweighted)"),
+              ("covariance", "Covariance (unweighted)"), ("probe_acc", "Online probe accuracy (train batches)"))
+
+
+def plot_loss_terms(workdir: str, path: str) -> str | None:
+  """VICReg's loss terms and the online probe against the epoch; None when the run logs no such terms."""
+  rows = [r for r in read_rows(workdir) if "invariance" in r and "epoch" in r]
+  if not rows:
+    return None
+  epochs = np.array([r["epoch"] for r in rows])
+  fig, axes = _panels(len(LOSS_TERMS))
+  for ax, (key, title) in zip(axes, LOSS_TERMS):
+    ax.plot(epochs, [r.get(key, np.nan) for r in rows], color="C0", linewidth=1)
+    _style(ax, key, "epoch")
+    ax.set_title(title, fontsize=12)
+  fig.suptitle("Loss terms over training", fontsize=14)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110, bbox_inches="tight")
+  plt.close(fig)
+  return path
+
+
 def plot_run(workdir: str, out: str | None = None) -> list[str]:
   """Writes every figure of the run in `workdir`; returns the PNG paths."""
   out = out or os.path.join(workdir, "analysis_plots")
@@ -273,6 +298,9 @@ def plot_run(workdir: str, out: str | None = None) -> list[str]:
                                      load_targets(workdir, "majority_test"), os.path.join(out, "random_targets.png")))
   if len(epochs) > 1:
     paths.append(plot_normalized(epochs, series, sets, os.path.join(out, "normalized.png")))
+  terms = plot_loss_terms(workdir, os.path.join(out, "loss_terms.png"))
+  if terms:
+    paths.append(terms)
   mine_epochs, mine_series = load_mine(workdir)
   if mine_series:
     paths.append(plot_mine(mine_epochs, mine_series, os.path.join(out, "mine.png")))

@@ -22,8 +22,11 @@ k-NN on a 5,000-image bank / 2,000 queries, 0.690 at init) SGD took the loss fro
 
   --config.optim.name=sgd --config.optim.lr=0.002 --config.optim.weight_decay=1e-6
 
-Budget: 115-145 images/s in those probes on a busy 2-core CPU, so roughly 1-1.5 hours
-for the 10 epochs (not timed end to end).
+Measured (2026-12-01, 2-core CPU shared with other jobs, the commands above): 67.7 min for
+the 10 epochs including 21 analysis passes (~45-60 s each), about 230 images/s between
+them; final k-NN 84.58% (cosine, k 20, T 0.07, 60k bank; raw pixels 85.69%); linear
+probe of the classes 84.76% at block_3, 84.11% at block_4. Curves and their reading:
+docs/analysis.md.
 
 The analysis hook (jssl/evaluators/analysis_monitor.py) runs at step 0 and every half
 epoch on fixed subsets of 5,000 train / 2,000 test images: NCC train and test, CDNV,
@@ -31,8 +34,6 @@ class variance and class distance of the stem and of every block (pooled maps), 
 the 10 classes and the 4 superclasses of jssl/evaluators/label_sets.py, and of the
 sample-level set (500 train images x 100 augmented views, x 20 other views for the test,
 encoded again at every trigger; about 45 s of the analysis's ~1 min per trigger here).
-
-Accuracy and time: not measured yet.
 """
 from jssl import config as cfg
 

@@ -132,6 +132,7 @@ def _style(ax, metric: str, xlabel: str) -> None:
   ax.set_xlabel(xlabel, fontsize=11)
   if metric == "cdnv":
     ax.set_yscale("log")
+    ax.yaxis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2.0, 5.0)))   # labels at 1, 2, 5 x 10^k
     for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):   # 2.5, not 2.5 x 10^0
       axis(matplotlib.ticker.FormatStrFormatter("%g"))
   ax.grid(alpha=0.3)
@@ -225,11 +226,12 @@ def plot_random_targets(epochs, series, agreement: dict, majority: dict, path: s
   x = [agreement[k] for k in keys]
   layers = _names(series, 0)
   fig, axes = _panels(4)
-  colors = plt.cm.viridis_r(np.linspace(0.1, 1.0, len(epochs)))   # light = early, dark = late
+  shown = np.unique(np.linspace(0, len(epochs) - 1, min(len(epochs), 6)).round().astype(int))   # <= 6 epochs
+  colors = plt.cm.viridis_r(np.linspace(0.1, 1.0, len(shown)))   # light = early, dark = late
   for ax, metric in zip(axes[:2], ("ncc_test", "cdnv")):
-    for t, (epoch, color) in enumerate(zip(epochs, colors)):
+    for t, color in zip(shown, colors):
       ax.plot(x, [series[layers[-1], k, metric][t] for k in keys], marker="o", markersize=3, color=color,
-              label=f"epoch {epoch:g}")
+              label=f"epoch {epochs[t]:g}")
     _style(ax, metric, "targets' agreement with the classes")
     ax.set_title(f"{TITLES[metric]}\n{layers[-1]}, per epoch", fontsize=11)
   layer_colors = plt.cm.plasma(np.linspace(0.0, 0.85, len(layers)))
@@ -242,7 +244,7 @@ def plot_random_targets(epochs, series, agreement: dict, majority: dict, path: s
     for ax in (axes[0], axes[2]):
       ax.plot(x, [majority[k] for k in keys], color="0.5", linestyle="--", label="most frequent label's share")
   for ax in axes:
-    ax.legend(fontsize=7, ncol=2 if ax in axes[:2] and len(epochs) > 8 else 1)
+    ax.legend(fontsize=7)
   fig.suptitle("Random targets: a classifier's predictions from its initialisation (left of each panel) to "
                "the end of its training (right)", fontsize=13)
   fig.tight_layout()

@@ -16,7 +16,9 @@ workdir/analysis_plots):
   ratio_<other>_<first>.png   each metric under another label set over the first one
                               (semantic classes), against the epoch, one line per layer
                               (Figure 5 right); with random targets also
-                              ratio_<first>_<most random>.png, semantic over random (Figure 4 right)
+                              ratio_<first>_<most random>.png, semantic over the most random
+                              set whose most frequent label covers at most half the images
+                              (Figure 4 right)
   normalized.png              NCC train and NCC test of the last layer divided by their value
                               at step 0, against the epoch, one line per label set (Figure 2)
   random_targets.png          with random targets (predicted@STEP sets): NCC test and CDNV
@@ -292,7 +294,10 @@ def plot_run(workdir: str, out: str | None = None) -> list[str]:
   for other in sets[1:]:
     paths.append(plot_ratio(epochs, series, other, sets[0], os.path.join(out, f"ratio_{other}_{sets[0]}.png")))
   if randomness and sets:
-    most_random = max(randomness, key=randomness.get)
+    # the most random set that is not degenerate (one label for most images), when the run recorded shares
+    majority = load_targets(workdir, "majority_test")
+    usable = [k for k in randomness if majority.get(k, 0.0) <= 0.5] or list(randomness)
+    most_random = max(usable, key=randomness.get)
     paths.append(plot_ratio(epochs, series, sets[0], most_random,
                             os.path.join(out, f"ratio_{sets[0]}_{most_random}.png")))
   if randomness:

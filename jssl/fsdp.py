@@ -20,6 +20,7 @@ leaf whose path ends with a parameter's path and that has its shape (Adam's
 mu and nu, LARS's momentum) takes that parameter's spec; the rest of the
 optimiser state (step counts, schedules) is replicated.
 """
+import math
 import re
 
 import jax
@@ -67,10 +68,7 @@ def _names(path) -> tuple[str, ...]:
 def param_spec(path: str, shape: tuple[int, ...], size: int, rules: tuple[re.Pattern, ...],
                min_size: int) -> P:
   """The PartitionSpec of one parameter: P() or `fsdp` on its largest dimension divisible by `size`."""
-  n = 1
-  for dim in shape:
-    n *= dim
-  if size <= 1 or n < max(min_size, 1) or (rules and not any(r.search(path) for r in rules)):
+  if size <= 1 or math.prod(shape) < max(min_size, 1) or (rules and not any(r.search(path) for r in rules)):
     return P()
   divisible = [i for i, dim in enumerate(shape) if dim % size == 0]
   if not divisible:
@@ -87,10 +85,13 @@ def param_specs(config, params, mesh: jax.sharding.Mesh):
       lambda path, x: param_spec("/".join(_names(path)), tuple(x.shape), size, rules, min_size), params)
 
 
+def _named(specs, mesh: jax.sharding.Mesh):
+  return jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs, is_leaf=lambda x: isinstance(x, P))
+
+
 def param_shardings(config, params, mesh: jax.sharding.Mesh):
   """NamedShardings for a tree of parameters (or of their gradients)."""
-  return jax.tree.map(lambda spec: NamedSharding(mesh, spec), param_specs(config, params, mesh),
-                      is_leaf=lambda x: isinstance(x, P))
+  return _named(param_specs(config, params, mesh), mesh)
 
 
 def mirrored_specs(tree, params, specs):
@@ -116,9 +117,8 @@ def shard_state(config, abstract_state: dict, shardings: dict, mesh: jax.shardin
   `fsdp` by the rules; unchanged on a mesh without an fsdp axis."""
   if sharding.fsdp_size(mesh) <= 1:
     return shardings
-  named = lambda specs: jax.tree.map(lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, P))
   params = abstract_state["params"]
   specs = param_specs(config, params, mesh)
-  return dict(shardings, params=named(specs),
-              teacher_params=named(param_specs(config, abstract_state["teacher_params"], mesh)),
-              opt_state=named(mirrored_specs(abstract_state["opt_state"], params, specs)))
+  return dict(shardings, params=_named(specs, mesh),
+              teacher_params=param_shardings(config, abstract_state["teacher_params"], mesh),
+              opt_state=_named(mirrored_specs(abstract_state["opt_state"], params, specs), mesh))

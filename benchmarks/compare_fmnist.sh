@@ -9,7 +9,7 @@
 # schedule, batch and number of steps; only the method differs. Each is evaluated the same
 # way on the teacher's [CLS] at the final step: k-NN (DINO protocol, whole train split as
 # bank, test queries) and a linear probe (lr / wd chosen on 10% of train, test reported
-# once). Prints one row per method with the mean and the spread (max - min) over seeds.
+# once). Prints one row per method with the mean +- half the range (max - min) over seeds.
 set -euo pipefail
 OUT=${1:-runs/compare}
 STEPS=${STEPS:-300}; BATCH=${BATCH:-256}; SEEDS=${SEEDS:-"0 1"}
@@ -28,7 +28,7 @@ $PY - "$OUT" $SEEDS <<'PY'
 import json, sys
 import numpy as np
 out, seeds = sys.argv[1], sys.argv[2:]
-print(f"| method | k-NN k=20 (mean, spread over seeds {', '.join(seeds)}) | linear | per seed k-NN / linear |")
+print(f"| method | k-NN k=20 (mean +- half range over seeds {', '.join(seeds)}) | linear | per seed k-NN / linear |")
 print("|---|---|---|---|")
 for m, name in (("dino", "DINO"), ("ibot", "iBOT-style"), ("sove", "SOVE")):
   knn, lin = [], []

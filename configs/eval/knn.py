@@ -5,7 +5,7 @@
 Reports, per run, DINO's protocol (L2-normalised features, cosine, exp(s/0.07)
 vote, k = 10, 20, 100, 200) and the InstDisc/Lightly variant (k = 200, T = 0.1),
 bank = the whole train split, queries = the test split, student "pre_logits".
-For configs/quickstart.py (3000 steps) expect k = 20 accuracy around 0.84, and
+For configs/quickstart.py (4400 steps) expect k = 20 accuracy around 0.86, and
 0.857 for the raw pixels with `--config.network=pixels` (docs/fmnist.md). Add `--config.knn.euclidean=True` for the Euclidean
 majority vote, `--config.network=teacher` or `--config.layer=stage3` for other
 features; several runs: `:runs/a,runs/b`.

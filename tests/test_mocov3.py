@@ -164,6 +164,6 @@ def test_recipes_are_the_published_presets():
   mask = optim.frozen_mask(abstract["params"], vit.optim.frozen)
   frozen = [optim.path_str(path) for path, f in jax.tree.leaves_with_path(mask) if f]
   assert sorted(frozen) == ["encoder/patch_embed/bias", "encoder/patch_embed/kernel"]
-  for name in ("mocov3_resnet50_imagenet.py", "mocov3_vits16_imagenet.py", "mocov3_resnet_tiny_fmnist.py"):
+  for name in ("mocov3_resnet50_imagenet.py", "mocov3_vits16_imagenet.py"):   # no number claimed for a run not made
     with open(os.path.join(recipes.ROOT, "configs", name)) as f:
       assert "not measured" in " ".join(f.read().lower().split())

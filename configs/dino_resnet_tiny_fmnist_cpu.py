@@ -1,0 +1,47 @@
+"""DINO with a tiny ResNet on Fashion-MNIST: the 30-minute CPU recipe (two global crops).
+
+  python -m jssl.main --config=configs/dino_resnet_tiny_fmnist_cpu.py --workdir=runs/dino_cpu
+
+configs/dino_resnet_tiny_fmnist.py keeps the CO-SSL tiny budget (no stem max-pool,
+generic jitter) so that DINO and CO-DINO compare at equal settings; this config is
+the DINO recipe tuned for k-NN accuracy on a 2-core CPU. It takes the quickstart's
+network and data recipe (ResNet-tiny with the stride-2 stem and max-pool; crops of
+50-100%, brightness / contrast 0.8 on every view, solarize on 20% of both views) and
+DINO's own recipe (AdamW, wd 0.04 -> 0.4, clipping at 3.0, last layer frozen during
+epoch 1, teacher T 0.04, center momentum 0.9, k-NN on the teacher) with a small
+head (512 hidden, 128 bottleneck, 1024 prototypes) and two budget choices the paper
+does not make: lr 2e-3 (x batch/256; paper 5e-4) and teacher momentum 0.97 -> 1
+(paper 0.996). At 1000 steps: 78.1% with lr 1e-3 and 0.99, 78.8% with lr 2e-3,
+78.4% with 0.97, 80.8% with both; 0.9 breaks the teacher (67.3%)
+(docs/fmnist.md rows 33, 47-49, 51).
+7500 steps, 25.3 minutes of training on an idle 2-core CPU. Measured
+(docs/fmnist.md row 52, 2026-12-07, seed 0): 85.34% k-NN (teacher and student
+alike; cosine, k = 20, T = 0.07, 60,000-image bank) against 85.69% for the raw
+pixels on the same protocol: 1.2 points above the previous DINO recipe (row 23)
+but it does NOT yet beat raw pixels. Prints both numbers.
+"""
+from jssl import config as cfg
+
+
+def get_config():
+  # Optimiser schedule, clipping and last-layer freezing: DINO's recipe (jssl.methods.dino.training_defaults).
+  c = cfg.base("dino", data_source="fashion_mnist", global_size=28, channels=1, small_images=True)
+  c.model.variant = "resnet_tiny"
+  c.model.small_stem = False      # stride-2 stem + max-pool: 4x fewer activations, fast on CPU
+  c.model.stem_pool = True
+  c.dino.hidden_dim = 512
+  c.dino.bottleneck_dim = 128
+  c.dino.out_dim = 1024
+  c.aug.global_scale = (0.5, 1.0)
+  c.aug.jitter = (0.8, 0.8, 0.0, 0.0)   # brightness, contrast (saturation, hue: no-ops on grayscale)
+  c.aug.jitter_p = 1.0
+  c.aug.solarize_p = (0.2, 0.2)
+  c.batch_size = 256
+  c.total_steps = 7500
+  c.optim.lr = 2e-3               # budget choice (paper 5e-4), see above
+  c.optim.warmup_epochs = 0.5
+  c.ema.base = 0.97               # budget choice (paper 0.996), see above
+  c.eval.pixels_baseline = True
+  c.log_every_steps = 20
+  c.checkpoint_every_steps = 500
+  return c

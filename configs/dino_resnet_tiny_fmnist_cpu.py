@@ -10,9 +10,9 @@ network and data recipe (ResNet-tiny with the stride-2 stem and max-pool; crops 
 DINO's own recipe (AdamW, wd 0.04 -> 0.4, clipping at 3.0, last layer frozen during
 epoch 1, teacher T 0.04, center momentum 0.9, k-NN on the teacher) with a small
 head (512 hidden, 128 bottleneck, 1024 prototypes) and two budget choices the paper
-does not make: lr 2e-3 (x batch/256; paper 5e-4) and teacher momentum 0.97 -> 1
+does not make: lr 2e-3 (x batch/256; DINO's AdamW value 5e-4) and teacher momentum 0.97 -> 1
 (paper 0.996). At 1000 steps: 78.1% with lr 1e-3 and 0.99, 78.8% with lr 2e-3,
-78.4% with 0.97, 80.8% with both; 0.9 breaks the teacher (67.3%)
+78.4% with 0.97, 80.8% with both; momentum 0.9 gives 67.3%
 (docs/fmnist.md rows 33, 47-49, 51).
 7500 steps, 25.3 minutes of training on an idle 2-core CPU. Measured
 (docs/fmnist.md row 52, 2026-12-07, seed 0): 85.34% k-NN (teacher and student

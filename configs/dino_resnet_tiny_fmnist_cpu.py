@@ -38,7 +38,7 @@ def get_config():
   c.aug.solarize_p = (0.2, 0.2)
   c.batch_size = 256
   c.total_steps = 7500
-  c.optim.lr = 2e-3               # budget choice (paper 5e-4), see above
+  c.optim.lr = 2e-3               # budget choice (DINO's AdamW value 5e-4), see above
   c.optim.warmup_epochs = 0.5
   c.ema.base = 0.97               # budget choice (paper 0.996), see above
   c.eval.pixels_baseline = True

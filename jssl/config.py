@@ -45,6 +45,7 @@ def base(method: str, *, data_source: str = "fashion_mnist", data_name: str | No
   c.model.stem_pool = True    # ResNet: max-pool after the 7x7 stride-2 stem (ignored with small_stem)
   c.model.dtype = "float32"   # compute dtype; parameters and optimizer state stay float32
   c.model.remat = "none"      # ViT/Swin: "block" recomputes each block's activations in the backward pass
+  c.model.stem_channels = ()  # ViT: widths of 3x3 conv (BatchNorm, ReLU) layers before the patch embedding
 
   c.batch_size = 256          # global batch, split over all devices
   c.num_epochs = 100

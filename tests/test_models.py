@@ -146,6 +146,34 @@ def test_vit_mean_pool(tiny_vit):
   np.testing.assert_allclose(out, inter["tokens"].mean(axis=1), atol=1e-6)
 
 
+@pytest.mark.parametrize("variant, channels, kernels", [
+  ("Ti/7", (8,), [(3, 3, 1, 8), (7, 7, 8, 32)]),            # odd patch: stride-1 stem, 7x7 embedding
+  ("Ti/4", (8, 16), [(3, 3, 1, 8), (3, 3, 8, 16), (1, 1, 16, 32)]),   # strides 2, 2, then 1x1
+])
+def test_vit_conv_stem(variant, channels, kernels):
+  model = vit.create(_vit_cfg(variant=variant, image_size=28, width=32, num_heads=2, depth=1,
+                              stem_channels=channels), in_channels=1, rngs=nnx.Rngs(0))
+  got = [c.conv.kernel.shape for c in model.stem] + [model.patch_embed.kernel.shape]
+  assert got == kernels
+  patch = int(variant.split("/")[1])
+  x = _images((4, 28, 28, 1))
+  out, inter, new_state = _apply(model, x, train=True)
+  assert out.shape == (4, 32) and inter["local"].shape == (4, 28 // patch, 28 // patch, 32)
+  # Training updates the stem's BatchNorm statistics; evaluation reads them and leaves them be.
+  old = nnx.state(model, nnx.BatchStat)
+  new = new_state.filter(nnx.BatchStat)
+  assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(old), jax.tree.leaves(new)))
+  _, _, eval_state = _apply(model, x, train=False)
+  for a, b in zip(jax.tree.leaves(old), jax.tree.leaves(eval_state.filter(nnx.BatchStat))):
+    np.testing.assert_array_equal(a, b)
+  # A local crop gets the grid the plain patch embedding would give it.
+  _, small, _ = _apply(model, _images((2, 2 * patch, 2 * patch, 1)), train=False)
+  assert small["local"].shape[1:3] == (2, 2)
+  with pytest.raises(ValueError, match="stem_channels"):
+    vit.create(_vit_cfg(variant=variant, image_size=28, stem_channels=(0,)), in_channels=1,
+               rngs=nnx.Rngs(0))
+
+
 # ----------------------------------------------------------- parameter counts
 
 

@@ -8,9 +8,19 @@ Pre-norm blocks, a [CLS] token, learned position embeddings, no classifier. Conf
   cfg.dtype = "float32"      # compute dtype, "float32" or "bfloat16"
   cfg.drop_path = 0.0        # stochastic depth, linearly increasing over blocks
   cfg.pool = "cls"           # "cls" or "mean" (of the patch tokens)
+  cfg.stem_channels = ()     # convolutional stem before the patch embedding, e.g. (32,); () = none
   cfg.attention_impl = None  # passed to jax.nn.dot_product_attention
   cfg.remat = "none"         # "block": recompute each block in the backward pass (jssl/models/remat.py)
   # optional overrides of the preset (ablations, fast tests): cfg.depth, cfg.width, cfg.num_heads
+
+With `stem_channels`, a stack of 3x3 convolutions (each BatchNorm + ReLU, widths as
+given) runs before the patch embedding, after Xiao et al. (2021), "Early convolutions help
+transformers see better": a convolution strides 2 while the patch size left to cover is
+even, otherwise 1, and the patch embedding covers what is left (patch 16 with four
+convolutions: their stem, ending in a 1x1 projection; patch 7: stride-1 convolutions and
+a 7x7 patch embedding). The token grid is the same as without the stem. A masked token
+replaces the patch embedding's output, so its pixels still reach the neighbouring tokens
+through the convolutions' borders (one pixel per stride-1 convolution).
 
 Inputs whose patch grid differs from the configured one (e.g. 96 px multi-crop local
 views into a 224 px model) get bilinearly resized patch position embeddings; the
@@ -34,6 +44,7 @@ from flax import nnx
 
 from jssl import sharding
 from jssl.models import remat as remat_lib
+from jssl.models import resnet
 
 # size name -> (width D, depth, heads). The MLP hidden width is MLP_RATIO * D.
 _SIZES = {
@@ -165,7 +176,8 @@ class VisionTransformer(nnx.Module):
                patch_size: int, image_size: int | tuple[int, int],
                in_channels: int, drop_path: float = 0.0, pool: str = "cls",
                dtype: str = "float32", attention_impl: str | None = None,
-               remat: str = "none", rngs: nnx.Rngs):
+               remat: str = "none", stem_channels: tuple[int, ...] = (),
+               rngs: nnx.Rngs):
     """Builds the network.
 
     Args:
@@ -186,6 +198,8 @@ class VisionTransformer(nnx.Module):
         lets JAX choose and works on every backend.
       remat: "none", or "block" to recompute each block's activations in the
         backward pass (`jssl.models.remat`).
+      stem_channels: widths of the 3x3 convolutions (BatchNorm, ReLU) run
+        before the patch embedding; () for the plain patch embedding.
       rngs: initialisation randomness.
     """
     self.remat = remat_lib.check(remat)
@@ -211,10 +225,18 @@ class VisionTransformer(nnx.Module):
     self.depth = depth
     self.drop_path = float(drop_path)
 
-    # The patch embedding sees raw pixels, so it keeps a fan-in scaled init
-    # (like a dense layer on flattened patches) rather than the fixed 0.02.
+    if any(int(ch) <= 0 for ch in stem_channels):
+      raise ValueError(f"model.stem_channels must be positive widths, got {tuple(stem_channels)}.")
+    stem, left, channels = [], patch_size, in_channels
+    for ch in stem_channels:
+      stride = 2 if left % 2 == 0 else 1
+      stem.append(resnet.ConvBN(channels, int(ch), 3, stride, dtype=self.dtype, rngs=rngs))
+      left, channels = left // stride, int(ch)
+    self.stem = nnx.List(stem)
+    # The patch embedding sees raw pixels (or the stem's features), so it keeps a
+    # fan-in scaled init (like a dense layer on flattened patches), not the fixed 0.02.
     self.patch_embed = nnx.Conv(
-      in_channels, width, (patch_size, patch_size), strides=patch_size,
+      channels, width, (left, left), strides=left,
       padding="VALID", dtype=self.dtype,
       kernel_init=nnx.initializers.lecun_normal(), rngs=rngs)
     self.cls_token = nnx.Param(_INIT(rngs.params(), (1, 1, width)))
@@ -240,7 +262,8 @@ class VisionTransformer(nnx.Module):
     Args:
       x: images [B, H, W, C]; H and W multiples of the patch size (any float
         dtype; cast to the compute dtype).
-      train: training mode; only stochastic depth depends on it.
+      train: training mode: stochastic depth, and the stem's BatchNorm (batch
+        statistics when True, running averages when False).
       rng: PRNG key for stochastic depth, used when train is True and
         drop_path > 0. Without it no path is dropped: EMA teachers run this way
         (DINO's and iBOT's teachers have no stochastic depth). Taking it as an
@@ -268,7 +291,10 @@ class VisionTransformer(nnx.Module):
         f"ViT input size {hh}x{ww} must be a multiple of the patch size {p}.")
     use_drop_path = train and self.drop_path > 0.0 and rng is not None
 
-    x = self.patch_embed(sharding.constrain_batch(x).astype(self.dtype))  # [B, h, w, D]
+    x = sharding.constrain_batch(x).astype(self.dtype)
+    for conv in self.stem:
+      x = jax.nn.relu(conv(x, train=train))
+    x = self.patch_embed(x)  # [B, h, w, D]
     h, w, d = x.shape[1:]
     x = x.reshape(b, h * w, d)
     if mask is not None:
@@ -318,4 +344,5 @@ def create(cfg: ml_collections.ConfigDict, *, in_channels: int,
     **sizes, image_size=image_size, in_channels=in_channels,
     drop_path=float(cfg.get("drop_path", 0.0)), pool=cfg.get("pool", "cls"),
     dtype=cfg.get("dtype", "float32"),
-    attention_impl=cfg.get("attention_impl", None), remat=cfg.get("remat", "none"), rngs=rngs)
+    attention_impl=cfg.get("attention_impl", None), remat=cfg.get("remat", "none"),
+    stem_channels=tuple(cfg.get("stem_channels", None) or ()), rngs=rngs)

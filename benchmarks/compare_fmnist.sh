@@ -5,8 +5,9 @@
 #   STEPS=2000 SEEDS="0 1 2" bash benchmarks/compare_fmnist.sh runs/compare_2k
 #
 # Every method trains its configs/<method>_vit_mini_fmnist.py recipe: the same mini ViT
-# (patch 7, width 64, 4 blocks, mean of the patch tokens), two 28 px crops, augmentation,
-# optimiser schedule and batch; only the method differs. Without STEPS each recipe runs
+# (patch 7, width 64, 4 blocks), two 28 px crops, augmentation,
+# optimiser schedule and batch; only the method (and what it reads: DINO the mean of
+# the patch tokens, iBOT-style and SOVE the [CLS] token) differs. Without STEPS each recipe runs
 # its own number of steps, the ones that fit 28 minutes of training on a 2-core CPU
 # (equal time: DINO's step is about half the others'); STEPS=N gives every method N
 # steps (equal images). BATCH overrides the batch the same way. Each is evaluated the

@@ -124,13 +124,13 @@ def base(method: str, *, data_source: str = "fashion_mnist", data_name: str | No
 def fmnist_vit_mini(method: str) -> ml_collections.ConfigDict:
   """The shared part of the mini-ViT Fashion-MNIST recipes (configs/*_vit_mini_fmnist.py), so
   that DINO, iBOT-style and SOVE differ only in their method fields and step counts: a patch-7
-  ViT (width 64, 2 heads, 4 blocks) read as the mean of its patch tokens, two 28 px crops
+  ViT (width 64, 2 heads, 4 blocks) read on its [CLS] token, two 28 px crops
   with the quickstart's intensity augmentation, batch 64, DINO's optimiser with warm-ups
   shortened to the budget, lr 6e-3 x batch/256 and EMA 0.97 -> 1 (docs/fmnist.md rows 58-70)."""
   c = base(method, aug_recipe="dino", data_source="fashion_mnist", global_size=28, channels=1,
            small_images=True)
   c.model.update(name="vit", variant="Ti/7", width=64, num_heads=2, depth=4, image_size=28,
-                 pool="mean", drop_path=0.0)  # patch 7 from the variant; width, heads, depth overridden
+                 pool="cls", drop_path=0.0)   # patch 7 from the variant; width, heads, depth overridden
   c.aug.update(global_scale=(0.5, 1.0), jitter_p=1.0, gray_p=0.0,
                jitter=(0.8, 0.8, 0.0, 0.0),   # brightness, contrast (saturation, hue: no-ops on grayscale)
                solarize_p=(0.2, 0.2))

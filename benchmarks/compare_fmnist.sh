@@ -14,6 +14,10 @@
 # same way on the teacher at the final step: k-NN (DINO protocol, whole train split as
 # bank, test queries) and a linear probe (lr / wd chosen on 10% of train, test reported
 # once). Prints one row per method with the mean +- half the range (max - min) over seeds.
+# Rerunning it finishes what is missing: a run directory with a summary.json is not
+# trained again and one with eval/results.json not evaluated again, so a finished
+# recipe run of the same settings (benchmarks/fmnist_recipe.py) can be copied in as
+# OUT/<method>_s<seed>.
 set -euo pipefail
 OUT=${1:-runs/compare}
 SEEDS=${SEEDS:-"0 1"}
@@ -24,11 +28,13 @@ PY=${PYTHON:-python}
 for seed in $SEEDS; do
   for m in dino ibot sove; do
     run="$OUT/${m}_s$seed"
-    $PY -m jssl.main --config="configs/${m}_vit_mini_fmnist.py" --workdir="$run" --config.seed="$seed" \
-        "${BUDGET[@]}" --config.eval.every_steps=0 \
-        --config.eval.pixels_baseline=False --config.checkpoint_every_steps=100000
-    $PY -m jssl.evaluate --config=configs/eval/linear.py:"$run" --workdir="$run/eval" \
-        --config.network=teacher
+    if [[ ! -f "$run/summary.json" ]]; then   # a finished run (this script's or copied in) is not trained again
+      $PY -m jssl.main --config="configs/${m}_vit_mini_fmnist.py" --workdir="$run" --config.seed="$seed" \
+          "${BUDGET[@]}" --config.eval.every_steps=0 \
+          --config.eval.pixels_baseline=False --config.checkpoint_every_steps=100000
+    fi
+    [[ -f "$run/eval/results.json" ]] || $PY -m jssl.evaluate --config=configs/eval/linear.py:"$run" \
+        --workdir="$run/eval" --config.network=teacher
   done
 done
 $PY - "$OUT" $SEEDS <<'PY'

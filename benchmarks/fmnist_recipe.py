@@ -8,7 +8,8 @@ reports: the student's pooled output ("pre_logits"), L2-normalised, cosine
 similarity, k = 20, exp(s / 0.07) vote, bank = the whole train split, queries
 = the held-out split. Raw pixels go through the same evaluation preprocessing
 and the same k-NN. Prints one line per number and appends one JSON line with
-the config overrides, the training time and both accuracies to --results.
+the config overrides, the training time and both accuracies to --results, and
+writes the run's summary.json as `python -m jssl.main` does.
 """
 import json
 import os
@@ -35,6 +36,8 @@ def main(argv):
   t0 = time.perf_counter()
   summary = train.train(config, workdir)
   wall = time.perf_counter() - t0
+  with open(os.path.join(workdir, "summary.json"), "w") as f:   # as jssl.main writes it: the run is finished
+    json.dump(summary, f, indent=2, sort_keys=True)
   ev = eval_config.base(workdir, evals="knn")
   ev.knn.ks, ev.knn.lightly = (20,), False
   ev.cache_dir = os.path.join(workdir, "bench_features")

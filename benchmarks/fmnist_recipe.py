@@ -36,8 +36,10 @@ def main(argv):
   t0 = time.perf_counter()
   summary = train.train(config, workdir)
   wall = time.perf_counter() - t0
-  with open(os.path.join(workdir, "summary.json"), "w") as f:   # as jssl.main writes it: the run is finished
+  summary_path = os.path.join(workdir, "summary.json")   # as jssl.main writes it: the run is finished
+  with open(summary_path + ".tmp", "w") as f:
     json.dump(summary, f, indent=2, sort_keys=True)
+  os.replace(summary_path + ".tmp", summary_path)   # a kill mid-write leaves no partial summary behind
   ev = eval_config.base(workdir, evals="knn")
   ev.knn.ks, ev.knn.lightly = (20,), False
   ev.cache_dir = os.path.join(workdir, "bench_features")

@@ -19,8 +19,8 @@ so 1.5e-3 here; DINO's AdamW value is 5e-4 x batch/256), teacher momentum 0.97 -
 (paper 0.996). 22000 steps (23.5 epochs), 28.0 minutes of training on an idle 2-core CPU.
 Measured (docs/fmnist.md row 70, 2026-12-07, seed 0): 86.42% k-NN for the student, 86.46%
 for the teacher (cosine, k = 20, T = 0.07, 60,000-image bank) against 85.69% for the raw
-pixels on the same protocol; seed 1 (row 84): 86.11% / 86.06% in 32.3 minutes of training; 75.75% for the earlier width-128 recipe with local crops
-(row 25).
+pixels on the same protocol; seed 1 (row 84): 86.11% / 86.06% in 32.3 minutes of
+training; 75.75% for the earlier width-128 recipe with local crops (row 25).
 """
 from jssl import config as cfg   # cfg.fmnist_vit_mini: the part all three mini-ViT recipes share
 

@@ -27,7 +27,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  from jssl import logs, sharding, train
+  from jssl import logs, sharding, train, writers
   from jssl.evaluators import eval_config
   from jssl.evaluators import program as evaluate
   config = _CONFIG.value
@@ -36,10 +36,7 @@ def main(argv):
   t0 = time.perf_counter()
   summary = train.train(config, workdir)
   wall = time.perf_counter() - t0
-  summary_path = os.path.join(workdir, "summary.json")   # as jssl.main writes it: the run is finished
-  with open(summary_path + ".tmp", "w") as f:
-    json.dump(summary, f, indent=2, sort_keys=True)
-  os.replace(summary_path + ".tmp", summary_path)   # a kill mid-write leaves no partial summary behind
+  writers.write_summary(workdir, summary)   # as jssl.main does: the run is finished
   ev = eval_config.base(workdir, evals="knn")
   ev.knn.ks, ev.knn.lightly = (20,), False
   ev.cache_dir = os.path.join(workdir, "bench_features")

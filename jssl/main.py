@@ -20,7 +20,6 @@ overrides, the config file), 1 for a config or checkpoint the run refuses and
 for a non-finite step; --verbose (or JSSL_TRACEBACK=1) shows the traceback.
 A run stopped by SIGTERM or SIGINT saves and exits with 128 + the signal.
 """
-import json
 import os
 import sys
 
@@ -91,7 +90,7 @@ def main(argv):
   # Process 0 writes <workdir>/log.txt (and every file but the checkpoints' own); the others their own log.
   logs.configure(show=True if _VERBOSE.value else None,
                  log_file=os.path.join(workdir, logs.LOG_FILE if process == 0 else f"log.process{process}.txt"))
-  from jssl import guard, train  # imported after flags so jax sees XLA_FLAGS from the environment
+  from jssl import guard, train, writers  # imported after flags so jax sees XLA_FLAGS from the environment
   trainer = train.Trainer(config, workdir, allow_config_changes=_ALLOW_CHANGES.value)
   try:
     trainer.prepare()
@@ -115,9 +114,7 @@ def main(argv):
     trainer.checkpointer.close()
   if process != 0:
     return
-  with open(summary_path + ".tmp", "w") as f:
-    json.dump(summary, f, indent=2, sort_keys=True)
-  os.replace(summary_path + ".tmp", summary_path)
+  writers.write_summary(workdir, summary)
   knn = {k: v for k, v in summary.items() if "knn" in k}
   print("Results: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(knn.items())) + f" (in {summary_path})",
         flush=True)

@@ -9,6 +9,18 @@ import tqdm
 from tensorboardX import SummaryWriter
 
 
+
+def write_summary(workdir: str, summary: dict) -> str:
+  """Writes a finished run's summary.json (what marks it finished) atomically; returns its path.
+
+  A kill mid-write leaves the previous file or none, never a partial one.
+  """
+  path = os.path.join(workdir, "summary.json")
+  with open(path + ".tmp", "w") as f:
+    json.dump(summary, f, indent=2, sort_keys=True)
+  os.replace(path + ".tmp", path)
+  return path
+
 def _scalar(v):
   v = np.asarray(v)
   return float(v) if v.size == 1 else None

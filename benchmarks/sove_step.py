@@ -15,6 +15,8 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
+from jssl import logs   # defines --library_logs
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A SOVE config file.", lock_config=True)
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps.")
 _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Device peak TFLOP/s for MFU (0: not printed).")
@@ -32,6 +34,7 @@ def _time(fn, *args, repeats):
 
 def main(argv):
   del argv
+  logs.configure()   # library INFO logs (orbax) off the terminal; --library_logs shows them
   import jax
   import jax.numpy as jnp
   from jssl import train

@@ -15,6 +15,8 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
+from jssl import logs   # defines --library_logs
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps (compilation).")
@@ -22,6 +24,7 @@ _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps (compilation).")
 
 def main(argv):
   del argv
+  logs.configure()   # library INFO logs (orbax) off the terminal; --library_logs shows them
   import jax
   from jssl import train
   from jssl.data import pipeline

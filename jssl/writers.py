@@ -9,7 +9,6 @@ import tqdm
 from tensorboardX import SummaryWriter
 
 
-
 def write_summary(workdir: str, summary: dict) -> str:
   """Writes a finished run's summary.json (what marks it finished) atomically; returns its path.
 
@@ -20,6 +19,7 @@ def write_summary(workdir: str, summary: dict) -> str:
     json.dump(summary, f, indent=2, sort_keys=True)
   os.replace(path + ".tmp", path)
   return path
+
 
 def _scalar(v):
   v = np.asarray(v)

@@ -1,6 +1,7 @@
 """CO-MoCoV3 with a tiny ResNet on Fashion-MNIST, sized for a 2-core CPU.
 
-  python benchmarks/fmnist_recipe.py --config=configs/co_mocov3_resnet_tiny_fmnist.py --workdir=runs/co_mocov3_tiny
+  python -m jssl.main --config=configs/co_mocov3_resnet_tiny_fmnist.py --workdir=runs/co_mocov3_tiny
+  python benchmarks/fmnist_recipe.py --config=configs/co_mocov3_resnet_tiny_fmnist.py --workdir=runs/co_mocov3_tiny_recipe
 
 resnet_tiny with the 7x7 stride-2 stem but without its max-pool (model.stem_pool =
 False), so that 28 px images leave a 2 x 2 last-stage map: 4 local representations per

@@ -1,6 +1,7 @@
 """VICReg with the quickstart's tiny ResNet and data recipe on Fashion-MNIST, sized for a 2-core CPU.
 
-  python benchmarks/fmnist_recipe.py --config=configs/vicreg_resnet_tiny_fmnist.py --workdir=runs/vicreg_tiny
+  python -m jssl.main --config=configs/vicreg_resnet_tiny_fmnist.py --workdir=runs/vicreg_tiny
+  python benchmarks/fmnist_recipe.py --config=configs/vicreg_resnet_tiny_fmnist.py --workdir=runs/vicreg_tiny_recipe
 
 configs/quickstart.py's network (resnet_tiny with the 7x7 stride-2 stem and max-pool),
 crops of 50-100% and intensity augmentation (brightness and contrast 0.8 on every

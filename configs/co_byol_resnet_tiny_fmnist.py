@@ -3,8 +3,9 @@
   python -m jssl.main --config=configs/co_byol_resnet_tiny_fmnist.py --workdir=runs/co_byol_tiny
 
 The budget CO-BYOL, CO-DINO and dino_resnet_tiny_fmnist.py share (CO-MoCoV3 has since
-taken the quickstart's intensity augmentation and 3600 steps): the quickstart's 3000 steps of batch 256, crops of
-50-100%, AdamW, resnet_tiny with the 7x7 stride-2 stem but without its max-pool
+taken the quickstart's intensity augmentation and 3600 steps): the quickstart's 3000
+steps of batch 256, crops of 50-100%, AdamW, resnet_tiny with the 7x7 stride-2 stem
+but without its max-pool
 (model.stem_pool = False), so that 28 px images leave a 2 x 2 last-stage map: 4
 local representations per view (with the max-pool it would be 1 x 1, and the local
 term would only compare the pooled feature with itself). BYOL's heads narrowed to
